@@ -1,0 +1,107 @@
+"""``emqc ingest``, ``emqc verify`` and ``emqc sample``."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from . import cli
+from ._options import Pair, Triple
+
+
+@contextlib.contextmanager
+def _scheduler(address: str | None) -> Iterator[None]:
+    """Use the Dask scheduler at ``address`` for the duration, or local threads if None."""
+    if address is None:
+        yield
+        return
+    from distributed import Client
+
+    with Client(address) as client:
+        click.echo(f"Using Dask scheduler {address} (dashboard: {client.dashboard_link})", err=True)
+        yield
+
+
+@cli.command()
+@click.argument("src")
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--voxel-size", type=Triple(), help="Voxel size z,y,x in nm (e.g. 8,8,8); needed only when SRC does not record it.")
+@click.option("--overwrite", is_flag=True, help="Replace DEST if it is an emqc volume (kept until the new one is complete).")
+@click.option("--operator", help="Who runs the ingest (recorded in the provenance).")
+@click.option("--chunk", type=click.IntRange(min=8), default=128, show_default=True, help="Chunk edge in voxels.")
+@click.option("--intensity-range", type=Pair(), help="Source values mapped to 0 and 255 (default: the stated rule, see docs).")
+@click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler address (default: threads on this machine).")
+@click.option("--no-progress", is_flag=True, help="Do not show progress bars.")
+def ingest(src, dest, voxel_size, overwrite, operator, chunk, intensity_range, scheduler, no_progress):  # type: ignore[no-untyped-def]
+    """Convert SRC to a verified OME-Zarr volume at DEST.
+
+    SRC: a folder or glob of TIFF/PNG slices, a multipage TIFF, an MRC file,
+    FILE.h5:/dataset, a Zarr/OME-Zarr or N5 folder, or precomputed://URL.
+    """
+    from ..ingest import ingest as run_ingest
+
+    with _scheduler(scheduler):
+        result = run_ingest(
+            src, dest, voxel_size_nm=voxel_size, chunk=chunk, overwrite=overwrite,
+            operator=operator, intensity_range=intensity_range, progress=not no_progress,
+        )
+    z, y, x = result.voxel_size_nm
+    click.echo(
+        f"ingested {src} -> {result.path}\n"
+        f"  shape (z,y,x)   {' x '.join(map(str, result.shape))} voxels at {z:g} x {y:g} x {x:g} nm\n"
+        f"  pyramid         {result.n_levels} levels, {result.n_files} files\n"
+        f"  intensity       {result.intensity_rule.kind} ({result.intensity_rule.basis})\n"
+        f"  root digest     sha256:{result.root_digest}\n"
+        f"  time            {result.seconds:.1f} s ({result.megavoxels_per_second:.1f} Mvoxel/s)"
+    )
+
+
+@cli.command()
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--fast", is_flag=True, help="Check presence and sizes only, without re-hashing.")
+def verify(dest, fast):  # type: ignore[no-untyped-def]
+    """Check every stored file of volume DEST against its manifest.
+
+    Exits 0 when the volume is whole and unaltered, 1 when any file is missing,
+    altered or unexpected (each one is named).
+    """
+    from ..manifest import verify_volume
+
+    report = verify_volume(dest, mode="presence" if fast else "digests")
+    report.raise_for_problems()
+    what = "present with recorded sizes" if fast else "present and unaltered (SHA-256)"
+    click.echo(f"OK {dest}: all {report.n_files} files {what}\n  root digest sha256:{report.root_digest}")
+
+
+@cli.command()
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--n", "n", type=click.IntRange(min=1), required=True, help="Number of blocks.")
+@click.option("--seed", type=click.IntRange(min=0), help="Random seed (default: drawn from the OS's secure source and recorded).")
+@click.option("--block-um", type=click.FloatRange(min=0, min_open=True), help="Block edge in µm (default 2.56).")
+@click.option("--block-vox", type=Triple(integer=True), help="Block edge in voxels instead (one number or z,y,x).")
+@click.option("--allow-overlap", is_flag=True, help="Let blocks overlap (default: they do not).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Block list to write (JSON).")
+def sample(dest, n, seed, block_um, block_vox, allow_overlap, out):  # type: ignore[no-untyped-def]
+    """Draw N random blocks inside tissue of volume DEST, reproducibly."""
+    from ..sampling.volume import sample_volume, write_block_list
+
+    if block_um is not None and block_vox is not None:
+        raise click.UsageError("give either --block-um or --block-vox, not both")
+    blocks = sample_volume(
+        dest, n=n, seed=seed, block_um=block_um, block_vox=block_vox, allow_overlap=allow_overlap
+    )
+    write_block_list(blocks, out)
+    p = blocks.parameters
+    click.echo(
+        f"sampled {len(blocks.blocks)} blocks of {' x '.join(map(str, p['block_shape_vox']))} voxels "
+        f"from {dest} -> {out}\n"
+        f"  seed            {blocks.seed} ({blocks.seed_source})\n"
+        f"  volume digest   sha256:{blocks.volume_digest}\n"
+        f"  tissue          {100 * p['tissue_fraction']:.1f}% of the volume (mask at level {p['mask_level']})"
+    )
+    for b in blocks.blocks:
+        z, y, x = b.origin_vox
+        click.echo(f"  {b.id}  origin (z,y,x) = ({z}, {y}, {x}) voxels")

@@ -1,0 +1,350 @@
+"""Ingest: any supported volume → a verified OME-Zarr image with a pyramid and a manifest.
+
+The conversion streams through Dask, so peak memory depends on the chunk and
+read-box sizes, not on the volume's size:
+
+1. Open the source lazily (:func:`emqc.sources.open_source`) and settle the voxel
+   size (the file's metadata, or ``voxel_size_nm``; a missing one is an error).
+2. For anything but ``uint8``, one streaming pass gathers the statistics of the
+   stated intensity rule (:mod:`emqc.intensity`).
+3. Level 0 is read in boxes that decode each source slice or chunk about once
+   (:meth:`VolumeSource.read_chunks`), converted to ``uint8``, split into
+   128³ chunks and written; the SHA-256 of every source file is computed in the
+   same graph.
+4. Each pyramid level is computed from the stored level above it (2× block mean).
+5. Every stored file is hashed into ``emqc-manifest.json`` with the provenance.
+
+All of it is written into a hidden staging folder next to ``DEST`` that is
+renamed to ``DEST`` only once the manifest is in place. An interrupted ingest
+(killed, disk full) therefore never leaves a ``DEST`` that looks complete; the
+next run finds the staging folder, says so, removes it and starts over. Ingest is
+deterministic: the same source and parameters give the same root digest.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import math
+import os
+import shutil
+import time
+import uuid
+import warnings
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+
+from . import __version__
+from ._compute import compute
+from .errors import IntegrityError, MissingVoxelSizeError, OutOfSpaceError, OutputExistsError
+from .intensity import (
+    IntensityRule,
+    apply_rule,
+    block_stats,
+    check_dtype,
+    explicit_rule,
+    merge_stats,
+    needs_stats,
+    rule_from_stats,
+)
+from .manifest import MANIFEST_NAME, digest_tree, read_manifest, sha256_file, write_manifest
+from .omezarr import DEFAULT_CHUNK, ImageLayout, chunk_keys, create_image, level_chunks
+from .pyramid import downsample_mean, plan_levels
+from .sources import VolumeSource, open_source
+
+__all__ = ["ingest", "IngestResult", "EmqcWarning", "staging_path"]
+
+log = logging.getLogger("emqc")
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
+class EmqcWarning(UserWarning):
+    """Suspicious but legal input (e.g. a voxel size that looks like micrometres)."""
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What :func:`ingest` wrote."""
+
+    path: Path
+    shape: tuple[int, int, int]
+    voxel_size_nm: tuple[float, float, float]
+    n_levels: int
+    n_files: int
+    root_digest: str
+    intensity_rule: IntensityRule
+    source_format: str
+    seconds: float
+
+    @property
+    def megavoxels_per_second(self) -> float:
+        return math.prod(self.shape) / 1e6 / max(self.seconds, 1e-9)
+
+
+def staging_path(dest: Path) -> Path:
+    """The hidden folder an ingest into ``dest`` writes before renaming it to ``dest``."""
+    return dest.with_name(f".{dest.name}.emqc-partial")
+
+
+def ingest(
+    source: str | Path | VolumeSource,
+    dest: str | Path,
+    *,
+    voxel_size_nm: tuple[float, float, float] | None = None,
+    chunk: int = DEFAULT_CHUNK,
+    overwrite: bool = False,
+    operator: str | None = None,
+    intensity_range: tuple[float, float] | None = None,
+    progress: bool = True,
+) -> IngestResult:
+    """Convert a volume into an emqc OME-Zarr image with pyramid and manifest.
+
+    Parameters
+    ----------
+    source : str, Path or VolumeSource
+        Anything :func:`emqc.sources.open_source` accepts (folder or glob of TIFF/PNG
+        slices, multipage TIFF, MRC, ``file.h5:/dataset``, Zarr/N5, ``precomputed://``).
+    dest : str or Path
+        Output folder (must not exist unless ``overwrite``).
+    voxel_size_nm : (3,) tuple of float, optional
+        Voxel size (z, y, x) in nm. Overrides the source's metadata (with a warning
+        when they differ); required when the source records none.
+    chunk : int, optional
+        Chunk edge in voxels (default 128).
+    overwrite : bool, optional
+        Replace an existing emqc volume at ``dest``; the old one is kept until the
+        new one is complete.
+    operator : str, optional
+        Who ran the ingest, recorded in the provenance.
+    intensity_range : (lo, hi), optional
+        Input values mapped to 0 and 255, instead of the stated rule's statistics.
+    progress : bool, optional
+        Show progress bars on standard error.
+
+    Returns
+    -------
+    IngestResult
+
+    Raises
+    ------
+    emqc.errors.EmqcError
+        Subclasses for every bad input (see :mod:`emqc.errors`).
+    """
+    t0 = time.perf_counter()
+    src = source if isinstance(source, VolumeSource) else open_source(str(source))
+    voxel, voxel_origin = _resolve_voxel_size(src, voxel_size_nm)
+    if not isinstance(chunk, int) or chunk < 8:
+        raise ValueError(f"chunk must be an integer >= 8, got {chunk!r}")
+    check_dtype(src.dtype, where=src.spec)
+    dest = Path(dest).absolute()
+    staging = staging_path(dest)
+    _prepare_destination(dest, staging, overwrite=overwrite)
+    _warn_if_short_of_space(dest, src)
+
+    layout = ImageLayout(tuple(plan_levels(src.shape, voxel)), (chunk, chunk, chunk))
+    try:
+        with dask.config.set({"array.slicing.split_large_chunks": False}):
+            rule, source_digests = _write_levels(src, staging, layout, intensity_range, progress)
+        files = digest_tree(staging)
+        _check_all_chunks_written(staging, layout, files)
+        provenance = {
+            "emqc_version": __version__,
+            "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+            "operator": operator,
+            "source": {**src.describe(), "files": source_digests},
+            "voxel_size_nm": list(voxel),
+            "voxel_size_origin": voxel_origin,
+            "intensity_rule": rule.to_dict(),
+            "chunk": [chunk, chunk, chunk],
+            "levels": [
+                {"shape": list(lv.shape), "voxel_size_nm": list(lv.voxel_size_nm), "factors": list(lv.factors)}
+                for lv in layout.levels
+            ],
+        }
+        manifest = write_manifest(staging, files, provenance)
+        _publish(staging, dest)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        if exc.errno in _NO_SPACE:
+            raise OutOfSpaceError(
+                f"ran out of disk space writing {dest} ({os.strerror(exc.errno or 0)}). Nothing was "
+                f"kept: the partial output was removed and the source is untouched. Free at least "
+                f"{_estimate_bytes(src) / 1e9:.1f} GB on that disk (or choose another DEST) and rerun."
+            ) from exc
+        raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return IngestResult(
+        path=dest,
+        shape=src.shape,
+        voxel_size_nm=voxel,
+        n_levels=len(layout.levels),
+        n_files=len(files),
+        root_digest=manifest.root_digest,
+        intensity_rule=rule,
+        source_format=src.format,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _write_levels(
+    src: VolumeSource,
+    staging: Path,
+    layout: ImageLayout,
+    intensity_range: tuple[float, float] | None,
+    progress: bool,
+) -> tuple[IntensityRule, list[dict[str, str | int]]]:
+    """Steps 2–4 of the module docstring; returns the rule and the source file digests."""
+    target = level_chunks(layout.shape, layout.chunk)
+    raw = da.from_array(
+        src, chunks=src.read_chunks(target), asarray=True, lock=False, fancy=False,
+        name=f"emqc-read-{uuid.uuid4().hex}",
+    )
+    if intensity_range is not None:
+        rule = explicit_rule(src.dtype, *intensity_range)
+    elif needs_stats(src.dtype):
+        parts = [dask.delayed(block_stats)(b) for b in raw.to_delayed().ravel()]
+        (stats,) = compute([dask.delayed(merge_stats)(parts)], label="Measuring intensities", progress=progress)
+        rule = rule_from_stats(src.dtype, stats, where=src.spec)
+    else:
+        rule = rule_from_stats(src.dtype, None, where=src.spec)
+    if rule.kind == "identity" and src.dtype == np.uint8:
+        u8 = raw
+    else:
+        u8 = raw.map_blocks(apply_rule, rule, dtype=np.uint8)
+    u8 = u8.rechunk(target)
+
+    arrays = create_image(staging, layout)
+    files = src.files()
+    digests = [dask.delayed(sha256_file)(p) for p in files]
+    store0 = da.store(u8, arrays[0], lock=False, compute=False)
+    shape = "×".join(map(str, layout.shape))
+    results = compute([store0, *digests], label=f"Writing level 0 ({shape}) and hashing the source", progress=progress)
+    source_digests = [
+        {"path": str(p), "sha256": h, "size": p.stat().st_size} for p, h in zip(files, results[1:], strict=True)
+    ]
+
+    for i in range(1, len(layout.levels)):
+        level = layout.levels[i]
+        out_chunks = level_chunks(level.shape, layout.chunk)
+        read = tuple(c * f for c, f in zip(out_chunks, level.factors, strict=True))
+        above = da.from_zarr(arrays[i - 1], chunks=read)
+        below = above.map_blocks(
+            downsample_mean,
+            level.factors,
+            dtype=np.uint8,
+            chunks=tuple(
+                tuple(math.ceil(c / f) for c in cs) for cs, f in zip(above.chunks, level.factors, strict=True)
+            ),
+        )
+        compute(
+            [da.store(below, arrays[i], lock=False, compute=False)],
+            label=f"Writing level {i} ({'×'.join(map(str, level.shape))})",
+            progress=progress,
+        )
+    return rule, source_digests
+
+
+def _resolve_voxel_size(
+    src: VolumeSource, given: tuple[float, float, float] | None
+) -> tuple[tuple[float, float, float], str]:
+    if given is not None:
+        if len(given) != 3 or not all(math.isfinite(v) and v > 0 for v in given):
+            raise ValueError(f"voxel_size_nm must be three positive numbers (z, y, x), got {given!r}")
+        given = (float(given[0]), float(given[1]), float(given[2]))
+        meta = src.voxel_size_nm
+        if meta is not None and not np.allclose(meta, given, rtol=1e-3):
+            warnings.warn(
+                f"--voxel-size {given} nm overrides the voxel size {tuple(meta)} nm recorded in "
+                f"{src.spec}; check which one is right.",
+                EmqcWarning,
+                stacklevel=3,
+            )
+        voxel, origin = given, "given"
+    elif src.voxel_size_nm is not None:
+        voxel, origin = tuple(float(v) for v in src.voxel_size_nm), f"{src.format} metadata"
+    else:
+        raise MissingVoxelSizeError(
+            f"{src.spec} does not record its voxel size ({src.format} source). Give it in nanometres "
+            "as z,y,x with --voxel-size, for example `--voxel-size 8,8,8` for 8 nm isotropic FIB-SEM "
+            "(API: voxel_size_nm=(8, 8, 8))."
+        )
+    if any(v < 0.1 or v > 1000 for v in voxel):
+        warnings.warn(
+            f"voxel size {voxel} nm is outside the usual EM range (0.1–1000 nm); was it given in "
+            "micrometres or ångström instead of nanometres?",
+            EmqcWarning,
+            stacklevel=3,
+        )
+    return voxel, origin  # type: ignore[return-value]
+
+
+def _prepare_destination(dest: Path, staging: Path, *, overwrite: bool) -> None:
+    if staging.exists():
+        log.warning(
+            "found %s from an earlier ingest that did not finish (killed or failed); removing it and "
+            "starting over",
+            staging,
+        )
+        shutil.rmtree(staging)
+    if dest.exists():
+        is_emqc = (dest / MANIFEST_NAME).is_file()
+        if is_emqc and not overwrite:
+            raise OutputExistsError(
+                f"{dest} already exists (an emqc volume). Choose another destination, or pass "
+                "--overwrite to replace it (the old volume is kept until the new one is complete)."
+            )
+        if not is_emqc and not (dest.is_dir() and not any(dest.iterdir())):
+            raise OutputExistsError(
+                f"{dest} already exists and is not an emqc volume, so emqc will not replace it even "
+                "with --overwrite. Choose another destination or remove it yourself."
+            )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _publish(staging: Path, dest: Path) -> None:
+    """Rename the finished staging folder to ``dest``, replacing an old volume last."""
+    if dest.exists():
+        old = dest.with_name(f".{dest.name}.emqc-old-{uuid.uuid4().hex[:8]}")
+        os.replace(dest, old)
+        os.replace(staging, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, dest)
+
+
+def _check_all_chunks_written(staging: Path, layout: ImageLayout, files: list) -> None:
+    import zarr
+
+    present = {f.path for f in files}
+    group = zarr.open_group(staging, mode="r")
+    for i in range(len(layout.levels)):
+        missing = [k for k in chunk_keys(group[str(i)]) if f"{i}/{k}" not in present]
+        if missing:
+            raise IntegrityError(
+                f"ingest into {staging} finished without writing {len(missing)} chunk(s) of level {i} "
+                f"(first: {missing[0]}); this is a bug in emqc. The partial output was removed."
+            )
+
+
+def _estimate_bytes(src: VolumeSource) -> float:
+    """Upper estimate of the output size: uint8 level 0 plus an 8/7 pyramid, uncompressed."""
+    return math.prod(src.shape) * 8 / 7
+
+
+def _warn_if_short_of_space(dest: Path, src: VolumeSource) -> None:
+    free = shutil.disk_usage(dest.parent if dest.parent.exists() else Path.cwd()).free
+    need = _estimate_bytes(src)
+    if free < need:
+        warnings.warn(
+            f"{dest.parent} has {free / 1e9:.2f} GB free and the volume needs up to {need / 1e9:.2f} GB "
+            "before compression; ingest may run out of space.",
+            EmqcWarning,
+            stacklevel=3,
+        )
