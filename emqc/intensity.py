@@ -235,7 +235,6 @@ def apply_rule(block: np.ndarray, rule: IntensityRule) -> np.ndarray:
     """
     if rule.kind == "identity":
         return np.asarray(block, dtype=np.uint8)
-    scaled = (np.clip(block.astype(np.float64), rule.lo, rule.hi) - rule.lo) * (
-        255.0 / (rule.hi - rule.lo)
-    )
+    # Multiply before dividing so that exact halves (e.g. 127.5) stay exact in float64.
+    scaled = (np.clip(block.astype(np.float64), rule.lo, rule.hi) - rule.lo) * 255.0 / (rule.hi - rule.lo)
     return np.floor(scaled + 0.5).astype(np.uint8)

@@ -96,11 +96,11 @@ def sample(dest, n, seed, block_um, block_vox, allow_overlap, out):  # type: ign
     write_block_list(blocks, out)
     p = blocks.parameters
     click.echo(
-        f"sampled {len(blocks.blocks)} blocks of {' x '.join(map(str, p['block_shape_vox']))} voxels "
+        f"sampled {len(blocks.blocks)} blocks of {' x '.join(map(str, p.block_shape_vox))} voxels "
         f"from {dest} -> {out}\n"
         f"  seed            {blocks.seed} ({blocks.seed_source})\n"
         f"  volume digest   sha256:{blocks.volume_digest}\n"
-        f"  tissue          {100 * p['tissue_fraction']:.1f}% of the volume (mask at level {p['mask_level']})"
+        f"  tissue          {100 * p.mask_tissue_fraction:.1f}% of the volume (mask at level {p.mask_level})"
     )
     for b in blocks.blocks:
         z, y, x = b.origin_vox

@@ -72,14 +72,17 @@ def _check_voxel_size(voxel_size_nm: Sequence[float]) -> tuple[float, float, flo
 def _padding(image: np.ndarray) -> np.ndarray:
     """Voxels of exactly constant fill, as a (Z, Y, X) bool array.
 
-    A voxel whose 3×3×3 neighbourhood is constant is a padding seed; every voxel
-    connected to a seed through voxels of the same value joins it, so that the
-    layer of padding that touches tissue (whose neighbourhood is not constant) is
-    caught too.
+    A voxel whose 5×5 neighbourhood in some axis-aligned plane is constant is a
+    padding seed: a plane, so that a padding layer one voxel thick is found too, and
+    25 voxels, which tissue and noisy resin never match by chance (smooth resin
+    may, and is not tissue either; nor is a region saturated at one grey level).
+    Every voxel connected to a seed through voxels of the same value joins it, so
+    that the layer of padding that touches tissue is caught too.
     """
-    flat = ndi.maximum_filter(image, size=3, mode="nearest") == ndi.minimum_filter(
-        image, size=3, mode="nearest"
-    )
+    flat = np.zeros(image.shape, dtype=bool)
+    for size in ((1, 5, 5), (5, 1, 5), (5, 5, 1)):
+        hi = ndi.maximum_filter(image, size=size, mode="nearest")
+        flat |= hi == ndi.minimum_filter(image, size=size, mode="nearest")
     padding = np.zeros(image.shape, dtype=bool)
     if not flat.any():
         return padding
@@ -194,8 +197,8 @@ def tissue_mask(
     -----
     Steps:
 
-    1. Padding: voxels of an exactly constant 3×3×3 neighbourhood, grown through
-       voxels of the same value.
+    1. Padding: voxels with an exactly constant 5×5 neighbourhood in a plane,
+       grown through voxels of the same value.
     2. Local standard deviation over the window, from uniform filters of x and x²,
        over the non-padding voxels only (normalized convolution).
     3. Textured where it exceeds ``min_contrast`` times the robust range.
