@@ -107,22 +107,36 @@ def run_demo(
         d.mkdir(parents=True, exist_ok=True)
 
     results = []
-    with LocalCluster(
-        n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
-    ) as cluster, Client(cluster) as client:
+    with (
+        LocalCluster(
+            n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
         log.info("local Dask cluster: %d workers, dashboard %s", n_workers, client.dashboard_link)
         for sample in DEMO_SAMPLES:
             t0 = time.perf_counter()
             vol = synthetic_neuropil(
-                DEMO_SHAPE, voxel_size_nm=DEMO_VOXEL_NM, seed=sample.seed,
+                DEMO_SHAPE,
+                voxel_size_nm=DEMO_VOXEL_NM,
+                seed=sample.seed,
                 params=NeuropilParams(vessel=sample.vessel),
             )
             raw = write_raw(sample, vol.image, raw_dir)
-            log.info("%s: generated SYNTHETIC neuropil (seed %d) in %.1f s -> %s",
-                     sample.id, sample.seed, time.perf_counter() - t0, raw)
+            log.info(
+                "%s: generated SYNTHETIC neuropil (seed %d) in %.1f s -> %s",
+                sample.id,
+                sample.seed,
+                time.perf_counter() - t0,
+                raw,
+            )
             result = ingest(
-                raw, vol_dir / f"{sample.id}.ome.zarr", voxel_size_nm=DEMO_VOXEL_NM,
-                overwrite=True, operator="emqc demo", progress=False,
+                raw,
+                vol_dir / f"{sample.id}.ome.zarr",
+                voxel_size_nm=DEMO_VOXEL_NM,
+                overwrite=True,
+                operator="emqc demo",
+                progress=False,
             )
             report = verify_volume(result.path, mode="digests")
             report.raise_for_problems()
@@ -130,6 +144,8 @@ def run_demo(
             block_list = blk_dir / f"{sample.id}.blocks.json"
             write_block_list(blocks, block_list)
             results.append(
-                DemoSampleResult(sample, raw, result, report.n_files, block_list, len(blocks.blocks))
+                DemoSampleResult(
+                    sample, raw, result, report.n_files, block_list, len(blocks.blocks)
+                )
             )
     return results

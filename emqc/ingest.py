@@ -52,7 +52,7 @@ from .intensity import (
     needs_stats,
     rule_from_stats,
 )
-from .manifest import MANIFEST_NAME, digest_tree, read_manifest, sha256_file, write_manifest
+from .manifest import MANIFEST_NAME, digest_tree, sha256_file, write_manifest
 from .omezarr import DEFAULT_CHUNK, ImageLayout, chunk_keys, create_image, level_chunks
 from .pyramid import downsample_mean, plan_levels
 from .sources import VolumeSource, open_source
@@ -162,7 +162,11 @@ def ingest(
             "intensity_rule": rule.to_dict(),
             "chunk": [chunk, chunk, chunk],
             "levels": [
-                {"shape": list(lv.shape), "voxel_size_nm": list(lv.voxel_size_nm), "factors": list(lv.factors)}
+                {
+                    "shape": list(lv.shape),
+                    "voxel_size_nm": list(lv.voxel_size_nm),
+                    "factors": list(lv.factors),
+                }
                 for lv in layout.levels
             ],
         }
@@ -174,7 +178,7 @@ def ingest(
             raise OutOfSpaceError(
                 f"ran out of disk space writing {dest} ({os.strerror(exc.errno or 0)}). Nothing was "
                 f"kept: the partial output was removed and the source is untouched. Free at least "
-                f"{_estimate_bytes(src) / 1e9:.1f} GB on that disk (or choose another DEST) and rerun."
+                f"{_human_bytes(_estimate_bytes(src))} on that disk (or choose another DEST) and rerun."
             ) from exc
         raise
     except BaseException:
@@ -203,14 +207,20 @@ def _write_levels(
     """Steps 2–4 of the module docstring; returns the rule and the source file digests."""
     target = level_chunks(layout.shape, layout.chunk)
     raw = da.from_array(
-        src, chunks=src.read_chunks(target), asarray=True, lock=False, fancy=False,
+        src,
+        chunks=src.read_chunks(target),
+        asarray=True,
+        lock=False,
+        fancy=False,
         name=f"emqc-read-{uuid.uuid4().hex}",
     )
     if intensity_range is not None:
         rule = explicit_rule(src.dtype, *intensity_range)
     elif needs_stats(src.dtype):
         parts = [dask.delayed(block_stats)(b) for b in raw.to_delayed().ravel()]
-        (stats,) = compute([dask.delayed(merge_stats)(parts)], label="Measuring intensities", progress=progress)
+        (stats,) = compute(
+            [dask.delayed(merge_stats)(parts)], label="Measuring intensities", progress=progress
+        )
         rule = rule_from_stats(src.dtype, stats, where=src.spec)
     else:
         rule = rule_from_stats(src.dtype, None, where=src.spec)
@@ -225,9 +235,14 @@ def _write_levels(
     digests = [dask.delayed(sha256_file)(p) for p in files]
     store0 = da.store(u8, arrays[0], lock=False, compute=False)
     shape = "×".join(map(str, layout.shape))
-    results = compute([store0, *digests], label=f"Writing level 0 ({shape}) and hashing the source", progress=progress)
+    results = compute(
+        [store0, *digests],
+        label=f"Writing level 0 ({shape}) and hashing the source",
+        progress=progress,
+    )
     source_digests = [
-        {"path": str(p), "sha256": h, "size": p.stat().st_size} for p, h in zip(files, results[1:], strict=True)
+        {"path": str(p), "sha256": h, "size": p.stat().st_size}
+        for p, h in zip(files, results[1:], strict=True)
     ]
 
     for i in range(1, len(layout.levels)):
@@ -240,7 +255,8 @@ def _write_levels(
             level.factors,
             dtype=np.uint8,
             chunks=tuple(
-                tuple(math.ceil(c / f) for c in cs) for cs, f in zip(above.chunks, level.factors, strict=True)
+                tuple(math.ceil(c / f) for c in cs)
+                for cs, f in zip(above.chunks, level.factors, strict=True)
             ),
         )
         compute(
@@ -256,7 +272,9 @@ def _resolve_voxel_size(
 ) -> tuple[tuple[float, float, float], str]:
     if given is not None:
         if len(given) != 3 or not all(math.isfinite(v) and v > 0 for v in given):
-            raise ValueError(f"voxel_size_nm must be three positive numbers (z, y, x), got {given!r}")
+            raise ValueError(
+                f"voxel_size_nm must be three positive numbers (z, y, x), got {given!r}"
+            )
         given = (float(given[0]), float(given[1]), float(given[2]))
         meta = src.voxel_size_nm
         if meta is not None and not np.allclose(meta, given, rtol=1e-3):
@@ -343,8 +361,16 @@ def _warn_if_short_of_space(dest: Path, src: VolumeSource) -> None:
     need = _estimate_bytes(src)
     if free < need:
         warnings.warn(
-            f"{dest.parent} has {free / 1e9:.2f} GB free and the volume needs up to {need / 1e9:.2f} GB "
-            "before compression; ingest may run out of space.",
+            f"{dest.parent} has {_human_bytes(free)} free and the volume needs up to "
+            f"{_human_bytes(need)} before compression; ingest may run out of space.",
             EmqcWarning,
             stacklevel=3,
         )
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"

@@ -5,7 +5,9 @@ the preservation scores need far fewer, and one type keeps every later stage
 simple. The rule is stated, recorded in each volume's provenance, and applied
 blockwise, so a chunk's stored value never depends on how the volume was chunked:
 
-- ``uint8``: stored unchanged (``identity``).
+- ``uint8``: stored unchanged (``identity``); so is integer data of any type
+  whose values all lie in 0..255 (8-bit data in a 16-bit container, as MRC
+  mode 6 and many cameras write it).
 - integer types of at most 16 bits (``uint16``, ``int16``, ``int8``): ``lo`` and
   ``hi`` are the 0.01th and 99.99th percentiles of all voxel values, computed
   exactly from a histogram of the whole volume; ``v`` maps to
@@ -194,6 +196,10 @@ def rule_from_stats(dtype: np.dtype, stats: IntensityStats | None, *, where: str
     if not needs_stats(dtype):
         return IntensityRule("identity", str(dtype))
     assert stats is not None, "statistics are required for non-uint8 sources"
+    if dtype.kind in "ui" and stats.minimum >= 0 and stats.maximum <= 255:
+        return IntensityRule(
+            "identity", str(dtype), basis="integer values already within 0..255, stored unchanged"
+        )
     if stats.nonfinite:
         raise UnsupportedDtypeError(
             f"{where} holds {stats.nonfinite} NaN or infinite voxel value(s) ({dtype}). emqc cannot "
@@ -236,5 +242,9 @@ def apply_rule(block: np.ndarray, rule: IntensityRule) -> np.ndarray:
     if rule.kind == "identity":
         return np.asarray(block, dtype=np.uint8)
     # Multiply before dividing so that exact halves (e.g. 127.5) stay exact in float64.
-    scaled = (np.clip(block.astype(np.float64), rule.lo, rule.hi) - rule.lo) * 255.0 / (rule.hi - rule.lo)
+    scaled = (
+        (np.clip(block.astype(np.float64), rule.lo, rule.hi) - rule.lo)
+        * 255.0
+        / (rule.hi - rule.lo)
+    )
     return np.floor(scaled + 0.5).astype(np.uint8)

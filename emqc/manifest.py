@@ -149,7 +149,9 @@ def read_manifest(root: Path) -> Manifest:
         d = json.loads(path.read_bytes())
         if d.get("format") != MANIFEST_FORMAT:
             raise ValueError(f"format is {d.get('format')!r}, expected {MANIFEST_FORMAT!r}")
-        files = tuple(FileDigest(str(f["path"]), str(f["sha256"]), int(f["size"])) for f in d["files"])
+        files = tuple(
+            FileDigest(str(f["path"]), str(f["sha256"]), int(f["size"])) for f in d["files"]
+        )
         manifest = Manifest(files, str(d["root_digest"]), dict(d["provenance"]), d["format"])
     except (ValueError, KeyError, TypeError) as exc:
         raise IntegrityError(
@@ -198,7 +200,9 @@ class VerificationReport:
         if self.ok:
             return
         lines = self.problems()
-        shown = "\n  ".join(lines[:50]) + (f"\n  ... and {len(lines) - 50} more" if len(lines) > 50 else "")
+        shown = "\n  ".join(lines[:50]) + (
+            f"\n  ... and {len(lines) - 50} more" if len(lines) > 50 else ""
+        )
         raise IntegrityError(
             f"{self.root} failed verification: {len(self.missing)} missing, {len(self.altered)} "
             f"altered, {len(self.unexpected)} unexpected of {self.n_files} files. Do not use this "
@@ -214,7 +218,9 @@ def describe_path(rel: str) -> str:
     return rel
 
 
-def verify_volume(root: Path | str, *, mode: Literal["digests", "presence"] = "digests") -> VerificationReport:
+def verify_volume(
+    root: Path | str, *, mode: Literal["digests", "presence"] = "digests"
+) -> VerificationReport:
     """Check a stored volume against its manifest.
 
     Parameters

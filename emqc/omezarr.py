@@ -135,7 +135,10 @@ def create_image(path: Path, layout: ImageLayout) -> list[zarr.Array]:
             "path": str(i),
             "coordinateTransformations": [
                 {"type": "scale", "scale": list(level.voxel_size_nm)},
-                {"type": "translation", "translation": level_translation(level.voxel_size_nm, base)},
+                {
+                    "type": "translation",
+                    "translation": level_translation(level.voxel_size_nm, base),
+                },
             ],
         }
         for i, level in enumerate(layout.levels)
@@ -195,8 +198,10 @@ def open_image(path: Path, *, strict: bool = True) -> tuple[ImageLayout, list[za
     prev_voxel: tuple[float, ...] | None = None
     for d, arr in zip(ms["datasets"], arrays, strict=True):
         voxel = tuple(float(v) for v in d["coordinateTransformations"][0]["scale"])
-        factors = (1, 1, 1) if prev_voxel is None else tuple(
-            round(v / p) for v, p in zip(voxel, prev_voxel, strict=True)
+        factors = (
+            (1, 1, 1)
+            if prev_voxel is None
+            else tuple(round(v / p) for v, p in zip(voxel, prev_voxel, strict=True))
         )
         levels.append(Level(tuple(arr.shape), voxel, factors))  # type: ignore[arg-type]
         prev_voxel = voxel
@@ -208,5 +213,8 @@ def chunk_keys(array: zarr.Array) -> list[str]:
     """Store keys of every chunk of ``array`` (relative to the array), in C order."""
     grid = [range(-(-n // c)) for n, c in zip(array.shape, array.chunks, strict=True)]
     return [
-        array.metadata.encode_chunk_key((i, j, k)) for i in grid[0] for j in grid[1] for k in grid[2]
+        array.metadata.encode_chunk_key((i, j, k))
+        for i in grid[0]
+        for j in grid[1]
+        for k in grid[2]
     ]

@@ -122,7 +122,9 @@ def downsample_mean(block: np.ndarray, factors: tuple[int, int, int]) -> np.ndar
     return ((2 * total + n) // (2 * n)).astype(np.uint8)
 
 
-def level_translation(voxel_size_nm: tuple[float, ...], base_voxel_nm: tuple[float, ...]) -> list[float]:
+def level_translation(
+    voxel_size_nm: tuple[float, ...], base_voxel_nm: tuple[float, ...]
+) -> list[float]:
     """Physical offset of a level's first voxel centre relative to level 0's (nm).
 
     Block means put the centre of a coarse voxel at the centre of the box it

@@ -95,7 +95,9 @@ class Volume:
             When a chunk the box needs is missing from storage.
         """
         arr = self.arrays[self._check_level(level)]
-        if any(o < 0 or s < 1 or o + s > n for o, s, n in zip(origin, shape, arr.shape, strict=True)):
+        if any(
+            o < 0 or s < 1 or o + s > n for o, s, n in zip(origin, shape, arr.shape, strict=True)
+        ):
             raise ValueError(
                 f"box origin={tuple(origin)} shape={tuple(shape)} is not inside level {level} "
                 f"of shape {arr.shape}"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -58,3 +60,208 @@ def vnc() -> RealVolume:
 def _isolate_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Run every test in its own temporary folder so nothing is written into the repo."""
     monkeypatch.chdir(tmp_path)
+
+
+# --- the real cube exported to every input format emqc reads ---------------------------------
+# Shared by the reader conformance tests (test_sources.py) and the ingest acceptance
+# tests (test_ingest_formats.py).
+
+
+@dataclass(frozen=True)
+class Export:
+    """One export of the cube: how to open it and what the reader must report."""
+
+    spec: str
+    format: str
+    voxel_size_nm: tuple[float, float, float] | None
+    dtype: str = "uint8"
+    n_files: int | None = None  # exact number of files(), when known
+    first_files: tuple[str, ...] = ()  # names files() must start with (natural order)
+
+
+SLICE_NAMES = ("slice_0.tif", "slice_1.tif", "slice_2.tif")
+
+
+def _write_tiff_stack(cube: np.ndarray, folder: Path, **kwargs: object) -> None:
+    import tifffile
+
+    folder.mkdir()
+    for i, plane in enumerate(cube):
+        # Unpadded numbers: only a natural sort puts slice_2 before slice_10.
+        tifffile.imwrite(folder / f"slice_{i}.tif", plane, **kwargs)
+
+
+@pytest.fixture
+def write_tiff_stack():
+    """Write a (Z, Y, X) array as one TIFF per slice, named slice_0.tif, slice_1.tif, ..."""
+    return _write_tiff_stack
+
+
+def _export(kind: str, cube: np.ndarray, root: Path) -> Export:  # noqa: C901 - one branch per format
+    vox = (10.0, 10.0, 10.0)
+    if kind == "tiff-stack":
+        _write_tiff_stack(cube, root / "tiffs")
+        return Export(str(root / "tiffs"), "tiff-stack", None, "uint8", len(cube), SLICE_NAMES)
+    if kind == "tiff-stack-zlib-imagej":
+        meta = {"spacing": 0.01, "unit": "um"}
+        _write_tiff_stack(
+            cube,
+            root / "ztiffs",
+            imagej=True,
+            resolution=(100, 100),
+            metadata=meta,
+            compression="zlib",
+            rowsperstrip=32,
+        )
+        return Export(str(root / "ztiffs"), "tiff-stack", vox, "uint8", len(cube), SLICE_NAMES)
+    if kind == "glob":
+        _write_tiff_stack(cube, root / "globbed")
+        (root / "globbed" / "notes.txt").write_text("not a slice")
+        spec = str(root / "globbed" / "slice_*.tif")
+        return Export(spec, "tiff-stack", None, "uint8", len(cube), SLICE_NAMES)
+    if kind == "png-stack":
+        from PIL import Image
+
+        (root / "pngs").mkdir()
+        for i, plane in enumerate(cube):
+            Image.fromarray(plane).save(root / "pngs" / f"z{i}.png")
+        return Export(
+            str(root / "pngs"),
+            "png-stack",
+            None,
+            "uint8",
+            len(cube),
+            ("z0.png", "z1.png", "z2.png"),
+        )
+    if kind == "tiff-imagej":
+        import tifffile
+
+        tifffile.imwrite(
+            root / "vol.tif",
+            cube,
+            imagej=True,
+            resolution=(100, 100),
+            metadata={"spacing": 0.01, "unit": "um", "axes": "ZYX"},
+        )
+        return Export(str(root / "vol.tif"), "tiff", vox, n_files=1)
+    if kind == "ome-tiff-zlib":
+        import tifffile
+
+        meta = {
+            "axes": "ZYX",
+            "PhysicalSizeX": 0.01,
+            "PhysicalSizeY": 0.01,
+            "PhysicalSizeZ": 10,
+            "PhysicalSizeZUnit": "nm",
+        }
+        tifffile.imwrite(root / "vol.ome.tif", cube, ome=True, metadata=meta, compression="zlib")
+        return Export(str(root / "vol.ome.tif"), "tiff", vox, n_files=1)
+    if kind == "mrc":
+        import mrcfile
+
+        with mrcfile.new(root / "vol.mrc") as mrc:
+            mrc.set_data(cube)
+            mrc.voxel_size = 100.0  # Å
+        # mrcfile stores uint8 as mode 6 (uint16): the reader passes that through.
+        return Export(str(root / "vol.mrc"), "mrc", vox, dtype="uint16", n_files=1)
+    if kind == "hdf5":
+        import h5py
+
+        with h5py.File(root / "vol.h5", "w") as f:
+            ds = f.create_dataset("volumes/raw", data=cube, chunks=(64, 64, 64), compression="gzip")
+            ds.attrs["resolution_nm_zyx"] = vox
+            f.create_dataset("thumbnail", data=cube[0])
+        return Export(f"{root / 'vol.h5'}:/volumes/raw", "hdf5", vox, n_files=1)
+    if kind in ("zarr-v3", "zarr-v2"):
+        import zarr
+
+        if kind == "zarr-v3":
+            arr = zarr.create_array(
+                root / "v3.zarr", shape=cube.shape, chunks=(64, 64, 64), dtype=cube.dtype
+            )
+            arr[...] = cube
+            return Export(str(root / "v3.zarr"), "zarr", None)
+        group = zarr.open_group(root / "v2.zarr", mode="w", zarr_format=2)
+        group.create_array("raw", shape=cube.shape, chunks=(50, 64, 100), dtype=cube.dtype)[...] = (
+            cube
+        )
+        return Export(str(root / "v2.zarr" / "raw"), "zarr", None)
+    if kind == "ome-zarr":
+        import zarr
+
+        with warnings.catch_warnings():
+            # ome-zarr 0.18 builds a deprecated Scaler as a default argument at import.
+            warnings.filterwarnings("ignore", "Call to deprecated class Scaler", DeprecationWarning)
+            from ome_zarr.writer import write_image
+        write_image(
+            cube,
+            zarr.open_group(root / "img.ome.zarr", mode="w"),
+            axes="zyx",
+            scale={"z": 10.0, "y": 10.0, "x": 10.0},
+            axes_units={"z": "nanometer", "y": "nanometer", "x": "nanometer"},
+            scale_factors=[{"z": 2, "y": 2, "x": 2}],
+            storage_options={"chunks": (64, 64, 64)},
+        )
+        return Export(str(root / "img.ome.zarr"), "ome-zarr", vox)
+    if kind == "n5":
+        import tensorstore as ts
+
+        spec = {
+            "driver": "n5",
+            "kvstore": {"driver": "file", "path": str(root / "vol.n5")},
+            "metadata": {
+                "dimensions": list(cube.shape[::-1]),
+                "blockSize": [64, 64, 64],
+                "dataType": "uint8",
+                "compression": {"type": "gzip"},
+            },
+        }
+        arr = ts.open(spec, create=True).result()
+        arr[...] = cube.T  # N5 lists dimensions x first
+        attrs_file = root / "vol.n5" / "attributes.json"
+        attrs = json.loads(attrs_file.read_text())
+        attrs.update(resolution=[10, 10, 10], units=["nm", "nm", "nm"])
+        attrs_file.write_text(json.dumps(attrs))
+        return Export(str(root / "vol.n5"), "n5", vox)
+    if kind == "precomputed":
+        from cloudvolume import CloudVolume
+
+        url = f"file://{root / 'layer'}"
+        info = CloudVolume.create_new_info(
+            num_channels=1,
+            layer_type="image",
+            data_type="uint8",
+            encoding="raw",
+            resolution=[10, 10, 10],
+            voxel_offset=[5, 6, 7],
+            chunk_size=[64, 64, 64],
+            volume_size=list(cube.shape[::-1]),
+        )
+        vol = CloudVolume(url, info=info, progress=False, parallel=False)
+        vol.commit_info()
+        vol[5:, 6:, 7:] = cube.T[..., None]
+        return Export(f"precomputed://{url}", "precomputed", vox)
+    raise AssertionError(kind)
+
+
+KINDS = [
+    "tiff-stack",
+    "tiff-stack-zlib-imagej",
+    "glob",
+    "png-stack",
+    "tiff-imagej",
+    "ome-tiff-zlib",
+    "mrc",
+    "hdf5",
+    "zarr-v3",
+    "zarr-v2",
+    "ome-zarr",
+    "n5",
+    "precomputed",
+]
+
+
+@pytest.fixture(scope="session", params=KINDS)
+def exported(request, medulla, tmp_path_factory) -> tuple[Export, np.ndarray]:
+    root = tmp_path_factory.mktemp(request.param)
+    return _export(request.param, medulla.image, root), medulla.image

@@ -30,8 +30,20 @@ def test_uint8_is_stored_unchanged():
     np.testing.assert_array_equal(apply_rule(v, rule), v)
 
 
+def test_8bit_values_in_a_16bit_container_are_stored_unchanged():
+    v = np.arange(0, 256, dtype=np.uint16).reshape(4, 8, 8)
+    rule = rule_for(v, 2)
+    assert rule.kind == "identity" and rule.source_dtype == "uint16"
+    np.testing.assert_array_equal(apply_rule(v, rule), v.astype(np.uint8))
+    assert rule_for(v + 1).kind == "linear"  # 256 does not fit
+
+
 @settings(max_examples=40, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), splits=st.integers(1, 5), dtype=st.sampled_from(["uint16", "int16"]))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    splits=st.integers(1, 5),
+    dtype=st.sampled_from(["uint16", "int16"]),
+)
 def test_16bit_rule_is_blockwise_invariant_monotone_and_in_range(seed, splits, dtype):
     rng = np.random.default_rng(seed)
     info = np.iinfo(dtype)
@@ -69,7 +81,9 @@ def test_float_with_nan_is_refused_naming_the_file():
         rule_for(v)
 
 
-@pytest.mark.parametrize("dtype", [np.bool_, np.complex64, np.dtype([("r", "u1"), ("g", "u1"), ("b", "u1")])])
+@pytest.mark.parametrize(
+    "dtype", [np.bool_, np.complex64, np.dtype([("r", "u1"), ("g", "u1"), ("b", "u1")])]
+)
 def test_bool_complex_and_rgb_records_are_refused(dtype):
     with pytest.raises(UnsupportedDtypeError, match="vol.mrc"):
         check_dtype(np.dtype(dtype), where="vol.mrc")
@@ -78,7 +92,8 @@ def test_bool_complex_and_rgb_records_are_refused(dtype):
 def test_explicit_range():
     rule = explicit_rule(np.uint16, 100, 200)
     np.testing.assert_array_equal(
-        apply_rule(np.array([[[0, 100, 150, 200, 900]]], np.uint16), rule), [[[0, 0, 128, 255, 255]]]
+        apply_rule(np.array([[[0, 100, 150, 200, 900]]], np.uint16), rule),
+        [[[0, 0, 128, 255, 255]]],
     )
     with pytest.raises(ValueError, match="hi > lo"):
         explicit_rule(np.uint16, 5, 5)

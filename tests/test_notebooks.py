@@ -22,6 +22,10 @@ def test_notebook_runs(path: Path, tmp_path: Path):
     assert not any(cell.get("outputs") for cell in nb.cells if cell.cell_type == "code"), (
         f"{path.name} is committed with outputs; clear them"
     )
-    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"]
+    NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    errors = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
+    ]
     assert not errors

@@ -176,8 +176,12 @@ def test_bad_parameters_raise_value_error(kwargs, match):
 
 @pytest.mark.parametrize(
     "image",
-    [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 4), bool), np.zeros((2, 2, 2), complex),
-     [[[0]]]],  # fmt: skip
+    [
+        np.zeros((4, 4), np.uint8),
+        np.zeros((4, 4, 4), bool),
+        np.zeros((2, 2, 2), complex),
+        [[[0]]],
+    ],  # fmt: skip
 )
 def test_bad_images_raise_type_error(image):
     with pytest.raises(TypeError, match="image"):

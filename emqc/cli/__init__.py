@@ -69,6 +69,9 @@ def cli(quiet: bool) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``emqc`` console script."""
-    from . import _commands, _demo  # noqa: F401 - registers the commands
-
     cli.main(args=argv, prog_name="emqc")
+
+
+# Commands register themselves on `cli` when imported; they import their heavy
+# dependencies inside the command, so `emqc --help` stays fast.
+from . import _commands, _demo  # noqa: E402, F401

@@ -28,14 +28,38 @@ def _scheduler(address: str | None) -> Iterator[None]:
 @cli.command()
 @click.argument("src")
 @click.argument("dest", type=click.Path(path_type=Path))
-@click.option("--voxel-size", type=Triple(), help="Voxel size z,y,x in nm (e.g. 8,8,8); needed only when SRC does not record it.")
-@click.option("--overwrite", is_flag=True, help="Replace DEST if it is an emqc volume (kept until the new one is complete).")
+@click.option(
+    "--voxel-size",
+    type=Triple(),
+    help="Voxel size z,y,x in nm (e.g. 8,8,8); needed only when SRC does not record it.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace DEST if it is an emqc volume (kept until the new one is complete).",
+)
 @click.option("--operator", help="Who runs the ingest (recorded in the provenance).")
-@click.option("--chunk", type=click.IntRange(min=8), default=128, show_default=True, help="Chunk edge in voxels.")
-@click.option("--intensity-range", type=Pair(), help="Source values mapped to 0 and 255 (default: the stated rule, see docs).")
-@click.option("--scheduler", metavar="ADDRESS", help="Dask scheduler address (default: threads on this machine).")
+@click.option(
+    "--chunk",
+    type=click.IntRange(min=8),
+    default=128,
+    show_default=True,
+    help="Chunk edge in voxels.",
+)
+@click.option(
+    "--intensity-range",
+    type=Pair(),
+    help="Source values mapped to 0 and 255 (default: the stated rule, see docs).",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Dask scheduler address (default: threads on this machine).",
+)
 @click.option("--no-progress", is_flag=True, help="Do not show progress bars.")
-def ingest(src, dest, voxel_size, overwrite, operator, chunk, intensity_range, scheduler, no_progress):  # type: ignore[no-untyped-def]
+def ingest(
+    src, dest, voxel_size, overwrite, operator, chunk, intensity_range, scheduler, no_progress
+):  # type: ignore[no-untyped-def]
     """Convert SRC to a verified OME-Zarr volume at DEST.
 
     SRC: a folder or glob of TIFF/PNG slices, a multipage TIFF, an MRC file,
@@ -45,8 +69,14 @@ def ingest(src, dest, voxel_size, overwrite, operator, chunk, intensity_range, s
 
     with _scheduler(scheduler):
         result = run_ingest(
-            src, dest, voxel_size_nm=voxel_size, chunk=chunk, overwrite=overwrite,
-            operator=operator, intensity_range=intensity_range, progress=not no_progress,
+            src,
+            dest,
+            voxel_size_nm=voxel_size,
+            chunk=chunk,
+            overwrite=overwrite,
+            operator=operator,
+            intensity_range=intensity_range,
+            progress=not no_progress,
         )
     z, y, x = result.voxel_size_nm
     click.echo(
@@ -73,17 +103,33 @@ def verify(dest, fast):  # type: ignore[no-untyped-def]
     report = verify_volume(dest, mode="presence" if fast else "digests")
     report.raise_for_problems()
     what = "present with recorded sizes" if fast else "present and unaltered (SHA-256)"
-    click.echo(f"OK {dest}: all {report.n_files} files {what}\n  root digest sha256:{report.root_digest}")
+    click.echo(
+        f"OK {dest}: all {report.n_files} files {what}\n  root digest sha256:{report.root_digest}"
+    )
 
 
 @cli.command()
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--n", "n", type=click.IntRange(min=1), required=True, help="Number of blocks.")
-@click.option("--seed", type=click.IntRange(min=0), help="Random seed (default: drawn from the OS's secure source and recorded).")
-@click.option("--block-um", type=click.FloatRange(min=0, min_open=True), help="Block edge in µm (default 2.56).")
-@click.option("--block-vox", type=Triple(integer=True), help="Block edge in voxels instead (one number or z,y,x).")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    help="Random seed (default: drawn from the OS's secure source and recorded).",
+)
+@click.option(
+    "--block-um",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Block edge in µm (default 2.56).",
+)
+@click.option(
+    "--block-vox",
+    type=Triple(integer=True),
+    help="Block edge in voxels instead (one number or z,y,x).",
+)
 @click.option("--allow-overlap", is_flag=True, help="Let blocks overlap (default: they do not).")
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Block list to write (JSON).")
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="Block list to write (JSON)."
+)
 def sample(dest, n, seed, block_um, block_vox, allow_overlap, out):  # type: ignore[no-untyped-def]
     """Draw N random blocks inside tissue of volume DEST, reproducibly."""
     from ..sampling.volume import sample_volume, write_block_list

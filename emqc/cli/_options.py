@@ -26,7 +26,11 @@ class Triple(click.ParamType):
                 raise ValueError
             nums = tuple((int(p) if self.integer else float(p)) for p in parts)
         except ValueError:
-            self.fail(f"{value!r} is not one or three comma-separated numbers (z,y,x), e.g. 8,8,8", param, ctx)
+            self.fail(
+                f"{value!r} is not one or three comma-separated numbers (z,y,x), e.g. 8,8,8",
+                param,
+                ctx,
+            )
         if not all(math.isfinite(n) and n > 0 for n in nums):
             self.fail(f"{value!r}: every value must be positive", param, ctx)
         return nums

@@ -132,7 +132,8 @@ class SamplingParameters:
     def __post_init__(self) -> None:
         w, set_ = "parameters", object.__setattr__
         positive = lambda w, v: _int(w, v, minimum=1)  # noqa: E731
-        set_(self, "block_shape_vox", _triple(f"{w}.block_shape_vox", self.block_shape_vox, positive))
+        shape = _triple(f"{w}.block_shape_vox", self.block_shape_vox, positive)
+        set_(self, "block_shape_vox", shape)
         set_(self, "block_shape_um", _triple(f"{w}.block_shape_um", self.block_shape_um, _float))
         set_(self, "voxel_size_nm", _triple(f"{w}.voxel_size_nm", self.voxel_size_nm, _float))
         if not isinstance(self.allow_overlap, bool | np.bool_):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -78,17 +78,18 @@ def rng_for(seed: int, volume_digest: str) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence(words)))
 
 
+def _int(name: str, value: int, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    return int(value)
+
+
 def _triple(name: str, value: Sequence[int]) -> tuple[int, int, int]:
     if isinstance(value, str) or not isinstance(value, Sequence | np.ndarray) or len(value) != 3:
         raise TypeError(f"{name} must be 3 ints (z, y, x), got {value!r}")
-    out = []
-    for v in value:
-        if isinstance(v, bool) or not isinstance(v, int | np.integer):
-            raise TypeError(f"{name} must be 3 ints (z, y, x), got {value!r}")
-        if v < 1:
-            raise ValueError(f"{name} must be positive along every axis, got {tuple(value)}")
-        out.append(int(v))
-    return tuple(out)  # type: ignore[return-value]
+    return tuple(_int(f"{name} {tuple(value)}: each", v, 1) for v in value)  # type: ignore
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,13 @@ def _axis(length: int, block: int, scale: int) -> _Axis:
 class _Problem:
     """A validated sampling problem: summed-area table and per-axis position classes."""
 
-    def __init__(self, valid, mask_scale, volume_shape, block_shape) -> None:
+    def __init__(
+        self,
+        valid: np.ndarray,
+        mask_scale: Sequence[int],
+        volume_shape: Sequence[int],
+        block_shape: Sequence[int],
+    ) -> None:
         if not isinstance(valid, np.ndarray):
             raise TypeError(f"valid must be a numpy ndarray, got {type(valid).__name__}")
         if valid.ndim != 3 or valid.dtype != bool:
@@ -144,9 +151,16 @@ class _Problem:
         # count as non-tissue: padding with False keeps the check conservative.
         padded = np.zeros(ceil, dtype=bool)
         padded[tuple(slice(0, m) for m in valid.shape)] = valid
-        # Summed-area table with a zero plane in front along each axis (Crow 1984).
-        self.sat = np.zeros(tuple(c + 1 for c in ceil), dtype=np.int64)
-        self.sat[1:, 1:, 1:] = padded.cumsum(0, dtype=np.int64).cumsum(1).cumsum(2)
+        # Summed-area table (Crow 1984) with a zero plane in front along each axis, and
+        # two copies of the last plane behind, so that the boxes of classes that hold
+        # no position can be read through plain slices too (they count as non-tissue).
+        self.sat = np.zeros(tuple(c + 3 for c in ceil), dtype=np.int64)
+        cz, cy, cx = ceil
+        sums = padded.cumsum(0, dtype=np.int64).cumsum(1).cumsum(2)
+        self.sat[1 : cz + 1, 1 : cy + 1, 1 : cx + 1] = sums
+        self.sat[cz + 1 :] = self.sat[cz]
+        self.sat[:, cy + 1 :] = self.sat[:, cy : cy + 1]
+        self.sat[:, :, cx + 1 :] = self.sat[:, :, cx : cx + 1]
         self.axes = [_axis(*a) for a in zip(self.volume, self.block, self.scale, strict=True)]
         self.n_positions = int(np.prod([v - b + 1 for v, b in zip(self.volume, self.block)]))
         # Per span combination: which first-cell triples are valid, and their weights.
@@ -159,7 +173,7 @@ class _Problem:
             self.n_valid += int(np.einsum("zyx,z,y,x->", ok, *weights, dtype=np.int64))
 
     def _box_sums(self, lo: tuple, hi: tuple) -> np.ndarray:
-        """Mask sums over the cells ``[lo, hi)``; lo, hi: (z, y, x) broadcastable index arrays."""
+        """Mask sums over the cells ``[lo, hi)``: (z, y, x) index arrays or slices."""
         s, (z0, y0, x0), (z1, y1, x1) = self.sat, lo, hi
         return (
             s[z1, y1, x1] - s[z0, y1, x1] - s[z1, y0, x1] - s[z1, y1, x0]
@@ -169,10 +183,10 @@ class _Problem:
     def _valid_classes(self, ks: tuple[int, int, int]) -> np.ndarray:
         """(Cz, Cy, Cx) bool: which first-cell triples with spans ``ks`` are valid."""
         spans = [a.spans[k] for a, k in zip(self.axes, ks, strict=True)]
-        firsts = [np.arange(a.counts.shape[1]) for a in self.axes]
-        # A class with no position may reach past the mask: clamp, its weight is zero.
-        ends = [np.minimum(f + e, c - 1) for f, e, c in zip(firsts, spans, self.sat.shape)]
-        ok = self._box_sums(np.ix_(*firsts), np.ix_(*ends)) == np.prod(spans)
+        cells = [a.counts.shape[1] for a in self.axes]
+        lo = tuple(slice(0, c) for c in cells)
+        hi = tuple(slice(e, e + c) for e, c in zip(spans, cells, strict=True))
+        ok = self._box_sums(lo, hi) == np.prod(spans)
         has = [a.counts[k] > 0 for a, k in zip(self.axes, ks, strict=True)]
         return ok & has[0][:, None, None] & has[1][None, :, None] & has[2][None, None, :]
 
@@ -184,7 +198,7 @@ class _Problem:
         lo, hi = o // scale, (o + block - 1) // scale + 1
         return inside & (self._box_sums(tuple(lo.T), tuple(hi.T)) == np.prod(hi - lo, axis=1))
 
-    def weighted_sampler(self):
+    def weighted_sampler(self) -> Callable[[np.random.Generator, int], np.ndarray]:
         """A function ``draw(rng, m)`` of (m, 3) valid origins, exactly uniform."""
         count, start = [], []  # per class: (3,) positions per axis, first position per axis
         for ks, ok in self.classes.items():
@@ -318,27 +332,18 @@ def sample_block_origins(
     >>> origins.shape, bool((origins[:, 1] <= 8).all())
     ((3, 3), True)
     """
-    if isinstance(n, bool) or not isinstance(n, int | np.integer):
-        raise TypeError(f"n must be an int, got {type(n).__name__}: {n!r}")
-    if n < 1:
-        raise ValueError(f"n must be at least 1, got {n}")
+    n, allow_overlap = _int("n", n, 1), bool(allow_overlap)
     if not isinstance(rng, np.random.Generator):
-        raise TypeError(
-            f"rng must be a numpy.random.Generator (see rng_for), got {type(rng).__name__}"
-        )
+        raise TypeError(f"rng must be a numpy.random.Generator (see rng_for), got {rng!r}")
     if max_attempts is None:
-        max_attempts = 1000 * int(n) + 10_000
-    elif isinstance(max_attempts, bool) or not isinstance(max_attempts, int | np.integer):
-        raise TypeError(f"max_attempts must be an int or None, got {max_attempts!r}")
-    elif max_attempts < 1:
-        raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
-    n, allow_overlap = int(n), bool(allow_overlap)
+        max_attempts = 1000 * n + 10_000
+    max_attempts = _int("max_attempts", max_attempts, 1)
     p = _Problem(valid, mask_scale, volume_shape, block_shape)
     block = np.array(p.block, dtype=np.int64)
     if p.n_valid == 0:
         raise NoTissueError(
-            f"no position exists where a block of {p.block} voxels "
-            f"({'×'.join(map(str, p.block))}) lies wholly inside tissue: {p.stats()}; "
+            f"no position exists where a block of {'×'.join(map(str, p.block))} voxels "
+            f"lies wholly inside tissue: {p.stats()}; "
             "use smaller blocks, or check the tissue mask"
         )
     if not allow_overlap:
@@ -370,9 +375,15 @@ def sample_block_origins(
     # guarantee of termination, never the reason to stop.
     while k < n and attempts < max_attempts and batches < max_attempts:
         batches += 1
-        for candidate in draw(rng, _BATCH):
+        candidates = draw(rng, _BATCH)
+        if allow_overlap:  # independent draws: take them as they come
+            take = candidates[: min(n - k, max_attempts - attempts)]
+            origins[k : k + len(take)] = take
+            k, attempts = k + len(take), attempts + len(take)
+            continue
+        for candidate in candidates:
             attempts += 1
-            if allow_overlap or not (np.abs(origins[:k] - candidate) < block).all(1).any():
+            if not (np.abs(origins[:k] - candidate) < block).all(axis=1).any():
                 origins[k] = candidate
                 k += 1
             if k == n or attempts >= max_attempts:

@@ -171,8 +171,10 @@ def tissue_mask(
     min_component_um3 : float, optional
         Tissue components smaller than this (µm³) are dropped (dust, stray texture).
     max_hole_um3 : float, optional
-        Non-tissue holes smaller than this (µm³) inside tissue are filled (smooth
-        spots in cytoplasm); padding is never filled.
+        Non-tissue holes smaller than this (µm³) are filled (smooth spots in
+        cytoplasm); padding is never filled. Holes are measured before the boundary
+        correction (step 5), which widens them by up to a window: a pocket of resin
+        up to about one window wider than this is filled too.
 
     Returns
     -------

@@ -130,7 +130,9 @@ def read_block_list(path: str | Path) -> BlockList:
     try:
         data = path.read_bytes()
     except FileNotFoundError as exc:
-        raise SamplingError(f"block list {path} does not exist; write one with `emqc sample`.") from exc
+        raise SamplingError(
+            f"block list {path} does not exist; write one with `emqc sample`."
+        ) from exc
     try:
         return BlockList.from_json_bytes(data)
     except SamplingError as exc:
@@ -139,7 +141,9 @@ def read_block_list(path: str | Path) -> BlockList:
 
 def _mask_level(vol: Volume, mask_voxel_nm: float) -> int:
     """Coarsest level whose largest voxel edge is at most ``mask_voxel_nm`` (at least level 0)."""
-    fine_enough = [i for i, lv in enumerate(vol.layout.levels) if max(lv.voxel_size_nm) <= mask_voxel_nm]
+    fine_enough = [
+        i for i, lv in enumerate(vol.layout.levels) if max(lv.voxel_size_nm) <= mask_voxel_nm
+    ]
     return max(fine_enough, default=0)
 
 
@@ -149,4 +153,3 @@ def _fmt(shape: tuple[int, ...]) -> str:
 
 def _fmt_um(shape: tuple[int, ...], vol: Volume) -> str:
     return " x ".join(f"{n * v / 1000:.2f}" for n, v in zip(shape, vol.voxel_size_nm, strict=True))
-

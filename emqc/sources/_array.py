@@ -25,7 +25,9 @@ class ArraySource(VolumeSource):
 
     format = "array"
 
-    def __init__(self, array: np.ndarray, *, voxel_size_nm=None, name: str = "in-memory array") -> None:  # type: ignore[no-untyped-def]
+    def __init__(
+        self, array: np.ndarray, *, voxel_size_nm=None, name: str = "in-memory array"
+    ) -> None:  # type: ignore[no-untyped-def]
         array = np.asarray(array)
         if array.ndim != 3:
             raise ValueError(f"array must be 3D (Z, Y, X), got shape {array.shape}")
@@ -33,7 +35,9 @@ class ArraySource(VolumeSource):
         self.spec = name
         self.shape = tuple(int(n) for n in array.shape)  # type: ignore[assignment]
         self.dtype = array.dtype
-        self.voxel_size_nm = None if voxel_size_nm is None else tuple(float(v) for v in voxel_size_nm)  # type: ignore[assignment]
+        self.voxel_size_nm = (
+            None if voxel_size_nm is None else tuple(float(v) for v in voxel_size_nm)
+        )  # type: ignore[assignment]
         self.native_chunks = self.shape
 
     def read(self, z: slice, y: slice, x: slice) -> np.ndarray:

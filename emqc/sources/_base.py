@@ -92,7 +92,9 @@ class VolumeSource(ABC):
         )
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.format} {self.spec!r} shape={self.shape} {self.dtype}>"
+        return (
+            f"<{type(self).__name__} {self.format} {self.spec!r} shape={self.shape} {self.dtype}>"
+        )
 
 
 def fit_read_chunks(

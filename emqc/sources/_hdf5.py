@@ -70,8 +70,7 @@ class Hdf5Source(VolumeSource):
                 if ds.ndim != 3:
                     raise UnsupportedSourceError(
                         f"{path}:{self._dataset} is {ds.ndim}D (shape {ds.shape}); emqc reads one "
-                        "single-channel 3D volume (Z, Y, X). "
-                        + _others(f, path)
+                        "single-channel 3D volume (Z, Y, X). " + _others(f, path)
                     )
                 self.shape = tuple(int(n) for n in ds.shape)  # type: ignore[assignment]
                 self.dtype = check_dtype(ds.dtype, f"{path}:{self._dataset}")
@@ -112,9 +111,9 @@ class Hdf5Source(VolumeSource):
 def _datasets(f: h5py.File) -> list[tuple[str, tuple[int, ...]]]:
     found: list[tuple[str, tuple[int, ...]]] = []
     f.visititems(
-        lambda name, obj: found.append(("/" + name, obj.shape))
-        if isinstance(obj, h5py.Dataset)
-        else None
+        lambda name, obj: (
+            found.append(("/" + name, obj.shape)) if isinstance(obj, h5py.Dataset) else None
+        )
     )
     return found
 
@@ -122,7 +121,10 @@ def _datasets(f: h5py.File) -> list[tuple[str, tuple[int, ...]]]:
 def _others(f: h5py.File, path: Path) -> str:
     vols = [f"{n} {s}" for n, s in _datasets(f) if len(s) == 3]
     if vols:
-        return f"3D datasets in {path.name}: {short_list(vols)}; give one as '{path}:/name'."
+        return (
+            f"3D datasets in {path.name}: {short_list(vols)}. Give one as "
+            f"'{path}:/path/to/dataset'."
+        )
     return f"{path.name} holds no 3D dataset."
 
 
@@ -141,12 +143,12 @@ def _pick_dataset(f: h5py.File, path: Path, name: str | None) -> str:
             f"{short_list([f'{n} {s}' for n, s in _datasets(f)])}). emqc reads one "
             "single-channel 3D volume (Z, Y, X)."
         )
-    raise InputError(
-        f"{path} holds several 3D datasets; name one as '{path}:/name'. " + _others(f, path)
-    )
+    raise InputError(f"{path} holds several 3D datasets, so name one. " + _others(f, path))
 
 
-def _voxel_size(attrs: h5py.AttributeManager, path: Path, owner: str) -> tuple[float, ...] | None:
+def _voxel_size(
+    attrs: h5py.AttributeManager, path: Path, owner: str
+) -> tuple[float, float, float] | None:
     for key, nm_per_unit in VOXEL_SIZE_KEYS:
         if key not in attrs:
             continue

@@ -117,6 +117,8 @@ def _voxel_size(attrs: dict[str, Any]) -> tuple[float, float, float] | None:
     if len(values) != 3 or not isinstance(units, list) or len(units) != 3:
         return None
     try:
-        return voxel_size(to_nm(float(v), u) for v, u in zip(values[::-1], units[::-1], strict=True))
+        return voxel_size(
+            to_nm(float(v), u) for v, u in zip(values[::-1], units[::-1], strict=True)
+        )
     except (TypeError, ValueError):
         return None

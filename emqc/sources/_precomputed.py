@@ -93,7 +93,9 @@ class PrecomputedSource(VolumeSource):
         ox, oy, oz = self._offset
         vol = self._volume()
         try:
-            cut = vol[x.start + ox : x.stop + ox, y.start + oy : y.stop + oy, z.start + oz : z.stop + oz]
+            cut = vol[
+                x.start + ox : x.stop + ox, y.start + oy : y.stop + oy, z.start + oz : z.stop + oz
+            ]
         except EmptyVolumeException as exc:
             raise CorruptSourceError(
                 f"{self.spec}: chunk {exc} is missing, so the box z={z.start}:{z.stop}, "

@@ -27,6 +27,9 @@ from ._util import box_shape, check_dtype, checked, natural_key
 TIFF_SUFFIXES = (".tif", ".tiff")
 PNG_SUFFIXES = (".png",)
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: Compressed TIFF slices up to this size are decoded whole (cheaper than opening
+#: tifffile's Zarr store to decode a few strips); larger ones strip by strip.
+WHOLE_SLICE_BYTES = 16 * 1024**2
 
 
 def is_glob(spec: str) -> bool:
@@ -90,8 +93,10 @@ class SliceStackSource(VolumeSource):
 
     Reading: uncompressed TIFF slices are read as row bands straight from the
     file; compressed TIFF slices decode only the strips or tiles a box touches
-    (tifffile's Zarr store), or the whole page when the box covers it; PNG
-    slices are decoded whole (PNG cannot be decoded in parts).
+    (tifffile's Zarr store), or the whole page when the box covers it;
+    :attr:`native_chunks` says which (whole slices up to
+    :data:`WHOLE_SLICE_BYTES`, else the strip or tile). PNG slices are decoded
+    whole (PNG cannot be decoded in parts).
 
     Voxel size: from the first slice's OME-XML or ImageJ metadata when it gives
     all of x, y and z with a unit (see :func:`emqc.sources._tiffmeta.voxel_size_nm`);
@@ -134,6 +139,8 @@ class SliceStackSource(VolumeSource):
         self.shape = (len(paths), ny, nx)
         if all(o is not None for o in self._offsets):
             self.native_chunks = (1, 1, nx)  # any band of rows is a cheap read
+        elif ny * nx * self.dtype.itemsize <= WHOLE_SLICE_BYTES:
+            self.native_chunks = (1, ny, nx)
         else:
             self.native_chunks = (1, min(unit[0], ny), min(unit[1], nx))
 
@@ -159,7 +166,7 @@ class SliceStackSource(VolumeSource):
                     img = tif.pages.first.asarray(maxworkers=1)
             else:
                 # Decode only the strips/tiles the box touches.
-                with tifffile.imread(path, aszarr=True, maxworkers=1) as store:
+                with tifffile.imread(path, aszarr=True, series=0, level=0, maxworkers=1) as store:
                     band = zarr.open_array(store, mode="r")
                     if band.shape != (ny, nx):
                         img = band  # reported below
@@ -185,7 +192,8 @@ class SliceStackSource(VolumeSource):
 def _tiff_header(path: Path, *, first_slice: bool) -> tuple:
     """Shape, on-disk type, raw offset (or None), decode unit and voxel size of a TIFF slice."""
     try:
-        with tm.open_tiff(path) as tif:
+        with tm.header_errors(path), tm.open_tiff(path) as tif:
+            len(tif.pages)  # index every IFD, so a broken chain shows
             page = tif.pages.first
             tm.check_greyscale(page, path)
             tm.check_extent([page], path)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from emqc.errors import CorruptSourceError, EmqcError, UnsupportedDtypeError, UnsupportedSourceError
+from emqc.errors import CorruptSourceError, EmqcError, UnsupportedSourceError
 
 from . import _tiffmeta as tm
 from ._base import VolumeSource
@@ -39,13 +39,13 @@ class MultipageTiffSource(VolumeSource):
         path = Path(spec).expanduser().resolve()
         self._path = str(path)
         try:
-            with tm.open_tiff(path) as tif:
+            with tm.header_errors(path), tm.open_tiff(path) as tif:
+                len(tif.pages)  # index every IFD, so a broken chain shows
                 series = tif.series[0]
-                npages = len(tif.pages)
                 page = series.keyframe
                 tm.check_greyscale(page, path)
                 dims = [(n, a) for n, a in zip(series.shape, series.axes, strict=True) if n > 1]
-                if len(dims) == 2 and npages == 1:
+                if len(dims) == 2:
                     raise UnsupportedSourceError(
                         f"{path} holds one 2D image ({page.shape[0]} × {page.shape[1]}), not a "
                         "volume. Give the folder or a glob of the slices "
@@ -61,7 +61,9 @@ class MultipageTiffSource(VolumeSource):
                 raw = tm.raw_dtype(tif, page)
                 self._offset = series.dataoffset if page.is_final else None
                 if self._offset is not None:
-                    end = self._offset + self.shape[0] * self.shape[1] * self.shape[2] * raw.itemsize
+                    end = (
+                        self._offset + self.shape[0] * self.shape[1] * self.shape[2] * raw.itemsize
+                    )
                     size = os.path.getsize(path)
                     if end > size:
                         raise CorruptSourceError(

@@ -6,8 +6,11 @@ is decoded.
 
 from __future__ import annotations
 
+import logging
 import os
 import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +37,36 @@ def open_tiff(path: Path) -> tifffile.TiffFile:
             f"{path} is not a readable TIFF: it is truncated or corrupt (tifffile: {exc}). "
             "Re-export or re-copy that file and rerun."
         ) from exc
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def header_errors(path: Path) -> Iterator[None]:
+    """Turn errors tifffile only logs while indexing pages into :class:`CorruptSourceError`.
+
+    tifffile logs (and then ignores) a broken IFD chain, e.g. a file cut inside its
+    last IFDs, and reads on with fewer pages; the volume would then look complete.
+    """
+    handler = _Collect()
+    log = logging.getLogger("tifffile")
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+    if handler.messages:
+        raise CorruptSourceError(
+            f"{path} is truncated or corrupt (tifffile: {handler.messages[0]}); re-export or "
+            "re-copy that file and rerun."
+        )
 
 
 def check_greyscale(page: tifffile.TiffPage, path: Path) -> None:
@@ -122,7 +155,9 @@ def _ome_voxel_size(xml: str) -> tuple[float, float, float] | None:
         root = ET.fromstring(xml)
     except ET.ParseError:
         return None
-    pixels = next((el for el in root.iter() if el.tag.endswith("}Pixels") or el.tag == "Pixels"), None)
+    pixels = next(
+        (el for el in root.iter() if el.tag.endswith("}Pixels") or el.tag == "Pixels"), None
+    )
     if pixels is None:
         return None
     sizes = []

@@ -80,7 +80,9 @@ def box_shape(z: slice, y: slice, x: slice) -> tuple[int, int, int]:
     )
 
 
-def checked(out: np.ndarray, z: slice, y: slice, x: slice, dtype: np.dtype, where: str) -> np.ndarray:
+def checked(
+    out: np.ndarray, z: slice, y: slice, x: slice, dtype: np.dtype, where: str
+) -> np.ndarray:
     """Return ``out`` as a C-contiguous array of ``dtype``; fail if its shape is not the box's."""
     want = box_shape(z, y, x)
     if out.shape != want:

@@ -21,7 +21,7 @@ from ._util import box_shape, check_dtype, checked, files_under, short_list, to_
 
 #: Files that mark a folder as a Zarr node.
 ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup")
-_ZARR_ERRORS = (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError)
+_ZARR_ERRORS = (OSError, ValueError, KeyError, IndexError, TypeError, json.JSONDecodeError)
 
 
 def is_zarr(path: Path) -> bool:
@@ -83,7 +83,9 @@ class ZarrSource(VolumeSource):
             spatial = [0, 1, 2] if arr.ndim == 3 else []
         extra = [n for i, n in enumerate(arr.shape) if i not in spatial and n != 1]
         if len(spatial) != 3 or extra:
-            multichannel = any(_is_channel(a) and n > 1 for a, n in zip(axes, arr.shape, strict=True))
+            multichannel = any(
+                _is_channel(a) and n > 1 for a, n in zip(axes, arr.shape, strict=True)
+            )
             kind = UnsupportedDtypeError if multichannel else UnsupportedSourceError
             raise kind(
                 f"{array_dir} is an array of shape {arr.shape} (axes "
@@ -96,9 +98,11 @@ class ZarrSource(VolumeSource):
         self.native_chunks = tuple(int(arr.chunks[i]) for i in spatial)  # type: ignore[assignment]
         self._ndim = arr.ndim
         self.voxel_size_nm = None
-        if scale is not None:
+        if scale is not None and len(scale) == arr.ndim:
             units = [axes[i].get("unit") for i in spatial]
-            self.voxel_size_nm = voxel_size(to_nm(scale[i], u) for i, u in zip(spatial, units, strict=True))
+            self.voxel_size_nm = voxel_size(
+                to_nm(scale[i], u) for i, u in zip(spatial, units, strict=True)
+            )
 
     def read(self, z: slice, y: slice, x: slice) -> np.ndarray:
         shape = box_shape(z, y, x)
@@ -125,7 +129,9 @@ class ZarrSource(VolumeSource):
 
 
 def _is_space(axis: dict[str, Any]) -> bool:
-    return axis.get("type") == "space" or (axis.get("type") is None and axis.get("name") in ("z", "y", "x"))
+    return axis.get("type") == "space" or (
+        axis.get("type") is None and axis.get("name") in ("z", "y", "x")
+    )
 
 
 def _is_channel(axis: dict[str, Any]) -> bool:
@@ -142,7 +148,10 @@ def _multiscales(attrs: dict[str, Any]) -> list[dict[str, Any]] | None:
 def _axes_and_scale(ms: dict[str, Any], dataset: dict[str, Any]) -> tuple[list, list | None]:
     axes = [a if isinstance(a, dict) else {"name": a} for a in ms.get("axes", [])]
     scale: list[float] | None = None
-    for transforms in (dataset.get("coordinateTransformations"), ms.get("coordinateTransformations")):
+    for transforms in (
+        dataset.get("coordinateTransformations"),
+        ms.get("coordinateTransformations"),
+    ):
         for t in transforms or []:
             if t.get("type") == "scale" and "scale" in t:
                 s = [float(v) for v in t["scale"]]
@@ -154,8 +163,11 @@ def _ome_image(group: zarr.Group, root: Path) -> tuple[Path, tuple[list, list | 
     """Full-resolution array folder and (axes, scale) of an OME-Zarr image group."""
     mss = _multiscales(dict(group.attrs))
     if mss is None:
-        arrays = [f"{name} {tuple(a.shape)}" for name, a in group.members(max_depth=None)
-                  if isinstance(a, zarr.Array)]
+        arrays = [
+            f"{name} {tuple(a.shape)}"
+            for name, a in group.members(max_depth=None)
+            if isinstance(a, zarr.Array)
+        ]
         raise UnsupportedSourceError(
             f"{root} is a Zarr group, not an array or an OME-Zarr image. Arrays inside: "
             f"{short_list(arrays)}. Give one as '{root}/<name>'."

@@ -29,11 +29,12 @@ from scipy import ndimage as ndi
 
 from ._render import interpolate, smooth_noise
 
-CORE_FRACTION = 0.5  # core radius / nominal radius; the gaps between cores are shared out
-PARTITION_NM = 16.0  # target spacing of the grid the partition is solved on
-PAD_NM = 200.0  # that grid reaches this far past the volume's faces
-ECS_PATCH_NM = 250.0  # size of the patches where extracellular space opens
-ECS_WIDTH_NM = 40.0  # how fast a space widens as the patch field rises
+CORE_FRACTION = 0.8  # core radius / nominal radius; the gaps between cores are shared out
+PARTITION_NM = 20.0  # spacing (at least) of the grid the partition is solved on
+PAD_NM = 150.0  # that grid reaches this far past the volume's faces
+ECS_PATCH_NM = 150.0  # size of the patches where extracellular space opens
+ECS_WIDTH_NM = 15.0  # how fast a space widens as the patch field rises
+ECS_REACH_NM = 1000.0  # no extracellular space farther than this from a cell boundary
 BLOCKED = np.uint32(np.iinfo(np.uint32).max)  # core-grid value of an obstacle (the vessel)
 
 
@@ -65,15 +66,14 @@ class Grid:
 
 
 def coarse_grid(fine: Grid) -> Grid:
-    """Step 2: the partition grid, about ``PARTITION_NM`` apart, ``PAD_NM`` past every face."""
-    factor = [max(1, round(PARTITION_NM / s)) for s in fine.spacing]
-    pad = [max(1, math.ceil(PAD_NM / (f * s))) for f, s in zip(factor, fine.spacing, strict=True)]
+    """Step 2: the partition grid, ``PARTITION_NM`` apart (or the voxels), ``PAD_NM`` past the faces."""
+    spacing = [max(s, PARTITION_NM) for s in fine.spacing]
+    span = fine.hi - fine.lo + 2 * PAD_NM
     return Grid(
-        shape=tuple(math.ceil(n / f) + 2 * p + 1 for n, f, p in zip(fine.shape, factor, pad)),
-        spacing=tuple(f * s for f, s in zip(factor, fine.spacing, strict=True)),
-        origin=tuple(o + ((f - 1) / 2 - p * f) * s
-                     for o, f, p, s in zip(fine.origin, factor, pad, fine.spacing)),
-    )  # fmt: skip
+        shape=tuple(max(math.ceil(n / s), 3) for n, s in zip(span, spacing, strict=True)),
+        spacing=tuple(spacing),
+        origin=tuple(fine.lo - PAD_NM + np.asarray(spacing) / 2),
+    )
 
 
 def ball_voxels(grid: Grid, centres_nm: np.ndarray, radius_nm: float) -> np.ndarray:
@@ -82,10 +82,14 @@ def ball_voxels(grid: Grid, centres_nm: np.ndarray, radius_nm: float) -> np.ndar
     mesh = np.meshgrid(*reach, indexing="ij")
     inside = sum((m * s / radius_nm) ** 2 for m, s in zip(mesh, grid.spacing, strict=True)) <= 1
     offsets = np.stack([m[inside] for m in mesh], axis=1)
-    centres = np.unique(np.rint(grid.index(np.atleast_2d(centres_nm))).astype(np.intp), axis=0)
-    idx = (centres[:, None, :] + offsets[None]).reshape(-1, 3)
-    idx = idx[np.all((idx >= 0) & (idx < np.asarray(grid.shape)), axis=1)]
-    return np.ravel_multi_index(idx.T, grid.shape)
+    centres = np.rint(grid.index(np.atleast_2d(centres_nm))).astype(np.intp)
+    centres = centres[np.r_[True, np.any(centres[1:] != centres[:-1], axis=1)]]  # along a path
+    flat, keep = np.zeros(1, np.intp), True
+    for ax, n in enumerate(grid.shape):  # row-major flat index, axis by axis
+        i = centres[:, ax, None] + offsets[None, :, ax]
+        keep = keep & (i >= 0) & (i < n)
+        flat = flat * n + i
+    return flat[keep]
 
 
 @dataclass(frozen=True)
@@ -103,26 +107,35 @@ def _unit(v: np.ndarray) -> np.ndarray:
 
 
 def _walk(cores, grid: Grid, start, direction, *, label, step, sigma, reach, rng) -> list:
-    """Step 1: points of a persistent random walk until it leaves ``grid`` or is boxed in."""
-    lo, hi, shape = grid.lo, grid.hi, np.asarray(grid.shape)
+    """Step 1: points of a persistent random walk until it leaves ``grid`` or is boxed in.
 
-    def blocked(p: np.ndarray) -> bool:
-        i = np.rint(grid.index(p)).astype(int)
-        if np.any(i < 0) or np.any(i >= shape):
+    Plain floats, not numpy: the walk is a Python loop of many tiny steps.
+    """
+    lo, hi, origin, spacing, shape = (
+        grid.lo.tolist(),
+        grid.hi.tolist(),
+        grid.origin,
+        grid.spacing,
+        grid.shape,
+    )
+
+    def ahead(p: list, d: list) -> bool:  # is the point ``reach`` ahead inside another core?
+        i = [round((p[k] + reach * d[k] - origin[k]) / spacing[k]) for k in range(3)]
+        if any(not 0 <= i[k] < shape[k] for k in range(3)):
             return False
-        return bool(cores[i[0], i[1], i[2]] not in (0, label))
+        return cores[i[0], i[1], i[2]] not in (0, label)
 
-    points, p, d = [], start, direction
-    for _ in range(int(4 * np.linalg.norm(hi - lo) / step) + 1):
-        p = p + step * d
-        if np.any(p < lo) or np.any(p > hi):
+    points, p, d = [], list(start), list(direction)
+    for kick in (sigma * rng.standard_normal((int(4 * math.dist(lo, hi) / step) + 1, 3))).tolist():
+        p = [p[k] + step * d[k] for k in range(3)]
+        if any(not lo[k] <= p[k] <= hi[k] for k in range(3)):
             break
         points.append(p)
-        d = _unit(d + sigma * rng.standard_normal(3))
-        if blocked(p + reach * d):  # steer round the processes already there, or stop
+        d = _unit(np.add(d, kick)).tolist()
+        if ahead(p, d):  # steer round the processes already there, or stop
             for scale in (0.5, 1.0, 2.0, 4.0):
-                candidate = _unit(d + scale * rng.standard_normal(3))
-                if not blocked(p + reach * candidate):
+                candidate = _unit(d + scale * rng.standard_normal(3)).tolist()
+                if not ahead(p, candidate):
                     d = candidate
                     break
             else:
@@ -133,12 +146,13 @@ def _walk(cores, grid: Grid, start, direction, *, label, step, sigma, reach, rng
 def draw_neurites(cores: np.ndarray, grid: Grid, params, rng, *, fill_nm3: float) -> list[Neurite]:
     """Steps 1-2: skeletons and cores (dendrites first) until they fill ``fill_nm3``."""
     out: list[Neurite] = []
-    filled = 0.0
-    targets = (params.dendrite_fraction * fill_nm3, fill_nm3)
+    targets = (params.dendrite_fraction * fill_nm3, (1 - params.dendrite_fraction) * fill_nm3)
     for dendrite, target in zip((True, False), targets, strict=True):
+        # Each class fills its own share, so a dendrite that overshoots in a small volume
+        # does not crowd out the axons.
         diameters = params.dendrite_diameter_nm if dendrite else params.axon_diameter_nm
-        failures = 0
-        while filled < target and failures < 50:
+        filled, failures = 0.0, 0
+        while (filled < target or not out) and failures < 50:
             label, radius = len(out) + 1, rng.uniform(*diameters) / 2
             core = CORE_FRACTION * radius
             step = float(np.clip(core / 2, min(grid.spacing) / 2, 100.0))
@@ -151,7 +165,7 @@ def draw_neurites(cores: np.ndarray, grid: Grid, params, rng, *, fill_nm3: float
                         sigma=math.sqrt(step / params.persistence_length_nm))  # fmt: skip
             d = _unit(rng.standard_normal(3))
             back = _walk(cores, grid, start, -d, **walk)
-            path = np.array(back[::-1] + [start] + _walk(cores, grid, start, d, **walk))
+            path = np.array(back[::-1] + [list(start)] + _walk(cores, grid, start, d, **walk))
             voxels = ball_voxels(grid, path, core)
             cores.flat[voxels[cores.flat[voxels] == 0]] = label
             filled += math.pi * radius**2 * step * max(len(path) - 1, 1)
@@ -159,10 +173,12 @@ def draw_neurites(cores: np.ndarray, grid: Grid, params, rng, *, fill_nm3: float
     return out
 
 
-def partition(cores: np.ndarray, coarse: Grid, fine: Grid) -> tuple[np.ndarray, np.ndarray]:
-    """Step 3: label every fine voxel with its nearest core, and give its distance to a boundary.
+def partition(cores: np.ndarray, coarse: Grid, fine: Grid):
+    """Step 3: label every fine voxel with its nearest core.
 
-    Returns ``(labels, distance_nm)``, ``(Z, Y, X)`` uint32 and float32 on ``fine``.
+    Returns ``(labels, distance_nm, grid)``: ``(Z, Y, X)`` uint32 on ``fine``, and the
+    distance to the nearest cell boundary (all extracellular space needs) on ``grid``,
+    the part of ``coarse`` around the volume.
     """
     sites = (cores != 0) & (cores != BLOCKED)
     near = ndi.distance_transform_edt(
@@ -170,11 +186,17 @@ def partition(cores: np.ndarray, coarse: Grid, fine: Grid) -> tuple[np.ndarray, 
     )
     lab = cores[tuple(near)]
     coords = coarse.coords_of(fine)
-    # 3a. Distance to the nearest boundary: solved coarse and interpolated (ECS needs no more).
-    edge = mark_boundaries(lab, [(1, 0, 0), (0, 1, 0), (0, 0, 1)])
-    far = np.full(lab.shape, 1e9) if not edge.any() else None
-    distance = interpolate(far if far is not None else ndi.distance_transform_edt(
-        ~edge, sampling=coarse.spacing), coords)  # fmt: skip
+    # 3a. Distance to the nearest boundary, on the coarse grid cropped to the volume.
+    crop = tuple(slice(max(int(c[0]) - 2, 0), min(int(c[-1]) + 4, n))
+                 for c, n in zip(coords, lab.shape, strict=True))  # fmt: skip
+    edge = mark_boundaries(lab[crop], [(1, 0, 0), (0, 1, 0), (0, 0, 1)])
+    distance = (ndi.distance_transform_edt(~edge, sampling=coarse.spacing) if edge.any()
+                else np.full(edge.shape, np.inf))  # fmt: skip
+    cropped = Grid(
+        edge.shape,
+        coarse.spacing,
+        tuple(o + c.start * s for o, c, s in zip(coarse.origin, crop, coarse.spacing)),
+    )
     # 3b. A fine voxel in a coarse cell whose 8 corners agree takes their label ...
     q0 = [np.clip(np.floor(c).astype(np.intp), 0, n - 2) for c, n in zip(coords, lab.shape)]
     n0, n1, n2 = (n - 1 for n in lab.shape)
@@ -199,7 +221,7 @@ def partition(cores: np.ndarray, coarse: Grid, fine: Grid) -> tuple[np.ndarray, 
         best[better] = d2[better]
         best_label[better] = lab.ravel()[flat[better]]
     labels[band] = best_label
-    return labels, distance
+    return labels, distance, cropped
 
 
 def line_distance(grid: Grid, point: np.ndarray, direction: np.ndarray) -> np.ndarray:
@@ -221,18 +243,26 @@ def vessel_axis(fine: Grid, params, rng) -> tuple[np.ndarray, np.ndarray, float,
     return point, _unit(rng.standard_normal(3)), lumen, lumen + wall
 
 
-def extracellular_space(labels, distance, fine: Grid, fraction: float, rng, *, closed):
-    """Step 5: the ``fraction`` of cell volume nearest to boundaries in the open patches.
+def extracellular_space(
+    distance, coarse: Grid, fine: Grid, fraction: float, rng, *, tissue, closed
+):
+    """Step 5: the ``fraction`` of ``tissue`` nearest to cell boundaries in the open patches.
 
-    ``closed`` voxels (synaptic clefts, the vessel wall) stay closed but count in the volume.
+    ``distance`` (nm, on ``coarse``) is the distance to the nearest cell boundary. Scored
+    on the coarse grid and interpolated: the score is smooth, so nothing is lost.
+    ``closed`` voxels (synaptic clefts, the vessel) stay closed but count in ``tissue``;
+    voxels farther than ``ECS_REACH_NM`` from a boundary never open, so a volume with
+    few boundaries may get less than ``fraction``.
     """
-    eligible = (labels != 0) & ~closed
-    k = int(round(fraction * np.count_nonzero(labels != 0)))
-    score = smooth_noise(fine.shape, fine.spacing, ECS_PATCH_NM, rng)
-    score -= distance / np.float32(ECS_WIDTH_NM)
+    reach = np.float32(ECS_REACH_NM / ECS_WIDTH_NM)
+    score = smooth_noise(coarse.shape, coarse.spacing, ECS_PATCH_NM, rng)
+    score -= np.minimum(distance / ECS_WIDTH_NM, 2 * reach).astype(np.float32)
+    score = interpolate(score, coarse.coords_of(fine))
+    eligible = tissue & ~closed & (score > -reach)  # nothing opens far from every boundary
+    k = int(round(fraction * np.count_nonzero(tissue)))
     values = score[eligible]
     if k <= 0 or values.size == 0:
-        return np.zeros(labels.shape, bool)
+        return np.zeros(tissue.shape, bool)
     if k >= values.size:
         return eligible
     threshold = np.partition(values, values.size - k)[values.size - k]
@@ -251,8 +281,9 @@ def mark_boundaries(labels: np.ndarray, offsets) -> np.ndarray:
     """Voxels whose label differs from that of the voxel at one of ``offsets`` (either side)."""
     out = np.zeros(labels.shape, bool)
     for o in offsets:
-        a = tuple(slice(max(-k, 0), n - max(k, 0)) for k, n in zip(o, labels.shape, strict=True))
-        b = tuple(slice(max(k, 0), n - max(-k, 0)) for k, n in zip(o, labels.shape, strict=True))
+        shape = labels.shape
+        a = tuple(slice(max(-k, 0), max(n - max(k, 0), 0)) for k, n in zip(o, shape, strict=True))
+        b = tuple(slice(max(k, 0), max(n - max(-k, 0), 0)) for k, n in zip(o, shape, strict=True))
         differs = labels[a] != labels[b]
         out[a] |= differs
         out[b] |= differs

@@ -1,0 +1,130 @@
+"""``open_source``: pick the reader for what the user gave."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from emqc.errors import SourceNotFoundError, UnsupportedSourceError
+
+from ._base import VolumeSource
+
+#: Every input form emqc reads: format name -> example spec.
+SUPPORTED_FORMATS: dict[str, str] = {
+    "tiff-stack": "slices/  or  'slices/*.tif'  (folder or glob of 2D .tif/.tiff slices)",
+    "png-stack": "slices/  or  'slices/*.png'  (folder or glob of 2D .png slices)",
+    "tiff": "volume.tif  (multipage TIFF, ImageJ hyperstack or 3D OME-TIFF)",
+    "mrc": "volume.mrc  (also .rec, .st, .map)",
+    "hdf5": "volume.h5:/raw  (also .hdf5, .hdf; file, colon, dataset path)",
+    "zarr": "volume.zarr  or  container.zarr/raw  (Zarr v2 or v3 array)",
+    "ome-zarr": "image.ome.zarr  (OME-Zarr image group; full resolution is read)",
+    "n5": "container.n5/raw  (N5 dataset)",
+    "precomputed": "precomputed://file:///data/em  (also precomputed://gs://…, s3://…)",
+}
+
+MRC_SUFFIXES = (".mrc", ".rec", ".st", ".map")
+
+
+def open_source(spec: str | os.PathLike[str]) -> VolumeSource:
+    """Open a 3D EM volume lazily, whatever its format.
+
+    Only headers and metadata are read here; voxels are read by
+    :meth:`VolumeSource.read`. Axis order is always (Z, Y, X).
+
+    Parameters
+    ----------
+    spec : str or path-like
+        One of (checked in this order):
+
+        - ``precomputed://<url>``: a Neuroglancer precomputed layer
+          (``file://``, ``gs://``, ``s3://``, ``https://``).
+        - ``file.h5:/dataset`` (also ``.hdf5``, ``.hdf``): a 3D HDF5 dataset.
+        - a glob pattern (holds ``*``, ``?`` or ``[``): TIFF or PNG slices.
+        - a folder with ``zarr.json``, ``.zarray`` or ``.zgroup``: Zarr array or
+          OME-Zarr image; with an ``attributes.json``: N5; otherwise a folder of
+          ``.tif``/``.tiff``/``.png`` slices.
+        - a ``.tif``/``.tiff`` file: a 3D multipage TIFF.
+        - a ``.mrc``/``.rec``/``.st``/``.map`` file: MRC.
+
+    Returns
+    -------
+    VolumeSource
+
+    Raises
+    ------
+    emqc.errors.SourceNotFoundError
+        Nothing exists at ``spec`` (or a glob or folder holds no slice).
+    emqc.errors.UnsupportedSourceError
+        ``spec`` is not one of the forms above (the message lists them).
+    emqc.errors.CorruptSourceError, ShapeMismatchError, UnsupportedDtypeError
+        The source exists but its headers are truncated or corrupt, its slices
+        disagree, or its voxels are not single-channel greyscale.
+
+    Examples
+    --------
+    >>> src = open_source("scans/sample3/*.tif")  # doctest: +SKIP
+    >>> src.shape, src.voxel_size_nm  # doctest: +SKIP
+    ((1800, 4096, 4096), None)
+    >>> block = src[0:64, 0:256, 0:256]  # doctest: +SKIP
+    """
+    spec = os.fspath(spec)
+    if not isinstance(spec, str) or not spec.strip():
+        raise TypeError(f"spec must be a non-empty path or URL string, got {spec!r}")
+    if spec.startswith("precomputed://"):
+        from ._precomputed import PrecomputedSource
+
+        return PrecomputedSource(spec)
+    if "://" in spec:
+        raise UnsupportedSourceError(
+            f"{spec!r} is a URL; emqc reads remote volumes only as Neuroglancer precomputed "
+            f"layers, written 'precomputed://{spec}'. " + _forms()
+        )
+
+    from ._hdf5 import HDF5_SPEC, Hdf5Source
+
+    if HDF5_SPEC.match(spec):
+        return Hdf5Source(spec)
+
+    from ._stack import PNG_SUFFIXES, TIFF_SUFFIXES, SliceStackSource, is_glob
+
+    if is_glob(spec) and not os.path.exists(spec):
+        return SliceStackSource(spec)
+
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise SourceNotFoundError(f"{path.absolute()} does not exist. Check the path and rerun.")
+    if path.is_dir():
+        from ._n5 import N5Source, n5_attributes
+        from ._zarr import ZarrSource, is_zarr
+
+        if is_zarr(path):
+            return ZarrSource(spec)
+        if n5_attributes(path) is not None:
+            return N5Source(spec)
+        return SliceStackSource(spec)
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        from ._tiff import MultipageTiffSource
+
+        return MultipageTiffSource(spec)
+    if suffix in MRC_SUFFIXES:
+        from ._mrc import MrcSource
+
+        return MrcSource(spec)
+    if suffix in PNG_SUFFIXES:
+        raise UnsupportedSourceError(
+            f"{path.absolute()} is one 2D image, not a volume. Give the folder or a glob of the "
+            "slices (e.g. 'slices/*.png') instead."
+        )
+    raise UnsupportedSourceError(
+        f"{path.absolute()} is not in a format emqc reads (suffix {suffix or '(none)'!r}). "
+        + _forms()
+    )
+
+
+def _forms() -> str:
+    return (
+        "Supported inputs: "
+        + "; ".join(f"{name}: {example}" for name, example in SUPPORTED_FORMATS.items())
+        + "."
+    )
