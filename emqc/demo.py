@@ -8,7 +8,8 @@ every output: they are stand-ins, never presented as real tissue).
    deliver data: one sample as a folder of TIFF slices, one as an HDF5 dataset.
 2. Ingest each into a verified OME-Zarr volume on the local Dask cluster.
 3. Verify every volume against its manifest (every chunk re-hashed).
-4. Draw random blocks inside tissue with a recorded seed.
+4. Draw random blocks inside tissue with a recorded seed, and save a montage of
+   their middle slices (PNG) to look at without a viewer.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ import tifffile
 
 from .ingest import IngestResult, ingest
 from .manifest import verify_volume
+from .sampling import BlockList
 from .sampling.volume import sample_volume, write_block_list
 from .synth import NeuropilParams, synthetic_neuropil
+from .volume import open_volume
 
 __all__ = ["run_demo", "DemoSample", "DEMO_SAMPLES"]
 
@@ -58,6 +61,7 @@ class DemoSampleResult:
     verified_files: int
     block_list: Path
     n_blocks: int
+    montage: Path
 
 
 def write_raw(sample: DemoSample, image: np.ndarray, raw_dir: Path) -> str:
@@ -143,9 +147,31 @@ def run_demo(
             blocks = sample_volume(result.path, n=n_blocks, seed=seed, block_um=block_um)
             block_list = blk_dir / f"{sample.id}.blocks.json"
             write_block_list(blocks, block_list)
+            montage = save_montage(result.path, blocks, blk_dir / f"{sample.id}.blocks.png")
             results.append(
                 DemoSampleResult(
-                    sample, raw, result, report.n_files, block_list, len(blocks.blocks)
+                    sample, raw, result, report.n_files, block_list, len(blocks.blocks), montage
                 )
             )
     return results
+
+
+def save_montage(volume_path: Path, blocks: BlockList, out: Path) -> Path:
+    """Save the middle xy slice of every sampled block side by side as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    vol = open_volume(volume_path)
+    n = len(blocks.blocks)
+    fig, axes = plt.subplots(1, n, figsize=(2.2 * n, 2.6), squeeze=False)
+    for ax, block in zip(axes[0], blocks.blocks, strict=True):
+        voxels = vol.read(block.origin_vox, block.shape_vox)
+        ax.imshow(voxels[voxels.shape[0] // 2], cmap="gray", vmin=0, vmax=255)
+        ax.set_title(block.id, fontsize=9)
+        ax.axis("off")
+    fig.suptitle(f"{volume_path.name}: SYNTHETIC, middle xy slice of each block", fontsize=9)
+    fig.savefig(out, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return out

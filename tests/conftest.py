@@ -261,6 +261,12 @@ KINDS = [
 ]
 
 
+@pytest.fixture
+def export_volume():
+    """``export_volume(kind, cube, folder) -> Export``: write ``cube`` in one of ``KINDS``."""
+    return _export
+
+
 @pytest.fixture(scope="session", params=KINDS)
 def exported(request, medulla, tmp_path_factory) -> tuple[Export, np.ndarray]:
     root = tmp_path_factory.mktemp(request.param)

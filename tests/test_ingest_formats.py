@@ -44,7 +44,9 @@ def test_level0_is_identical_and_scale_is_10nm(ingested):
     np.testing.assert_array_equal(vol.arrays[0][...], cube)
     assert vol.voxel_size_nm == (10.0, 10.0, 10.0)
     prov = read_manifest(result.path).provenance
-    assert prov["voxel_size_origin"] == (f"{export.format} metadata" if export.voxel_size_nm else "given")
+    assert prov["voxel_size_origin"] == (
+        f"{export.format} metadata" if export.voxel_size_nm else "given"
+    )
     assert prov["source"]["format"] == export.format
 
 

@@ -99,8 +99,8 @@ def test_relative_glob_and_path(medulla, tmp_path, write_tiff_stack):
 
 
 @pytest.mark.realdata
-def test_ome_zarr_level_folder_takes_parent_scale(medulla, tmp_path):
-    exp = _export("ome-zarr", medulla.image[:40, :40, :40], tmp_path)
+def test_ome_zarr_level_folder_takes_parent_scale(medulla, tmp_path, export_volume):
+    exp = export_volume("ome-zarr", medulla.image[:40, :40, :40], tmp_path)
     level = open_source(Path(exp.spec) / "s1")  # half resolution: 20 nm
     assert level.format == "ome-zarr" and level.shape == (20, 20, 20)
     assert level.voxel_size_nm == (20.0, 20.0, 20.0)

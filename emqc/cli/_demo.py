@@ -66,13 +66,13 @@ def demo(out, n_blocks, workers):  # type: ignore[no-untyped-def]
             r.ingest.root_digest[:16] + "…",
             str(r.n_blocks),
         )
-    console = Console()
+    console = Console(width=None if Console().is_terminal else 110)
     console.print(table)
     out = Path(out).absolute()
     console.print(
         f"Outputs in {out}:\n"
         f"  raw/      synthetic inputs as delivered (TIFF slices, HDF5)\n"
         f"  volumes/  ingested OME-Zarr volumes with emqc-manifest.json (check: emqc verify VOLUME)\n"
-        f"  blocks/   sampled block lists with seed and volume digest",
+        f"  blocks/   sampled block lists (seed, volume digest) and a PNG montage per sample",
         highlight=False,
     )

@@ -20,13 +20,13 @@ True
 """
 
 from ._neuropil import (
-    NeuropilParams,
     SynapseRecord,
     SyntheticNeuropil,
     membrane_mask,
     render_neuropil,
     synthetic_neuropil,
 )
+from ._params import NeuropilParams
 
 __all__ = [
     "NeuropilParams",

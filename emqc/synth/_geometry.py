@@ -1,13 +1,14 @@
 """Cell geometry of the *synthetic* neuropil: neurites, vessel, extracellular space, membranes.
 
 Synthetic data only: a seeded stand-in for tests and demos, never real tissue.
-Shapes are drawn in nanometres and rasterised only at the end, so a seed gives the same
-tissue at any voxel size. The steps (numbered in the code):
+Shapes are drawn in nanometres and rasterised only at the end, so voxel size decides how
+finely the tissue is sampled, not how big its parts are. The steps (numbered in the code):
 
 1. Neurite skeletons are persistent random walks from random points in random
    directions; a walk steers round the processes already drawn and stops when boxed in.
-2. Each skeleton is drawn as a thin tube (its *core*) on a coarse grid that reaches a
-   little past the volume, so cells at the faces are cut, not squashed.
+2. Each skeleton is drawn as a tube of ``CORE_FRACTION`` of its radius (its *core*) on a
+   coarse grid that reaches a little past the volume, so cells at the faces are cut, not
+   squashed.
 3. Every voxel joins its nearest core (``distance_transform_edt(..., return_indices=True)``
    on the coarse grid, refined at full resolution near boundaries), so processes are long
    and round like neuropil, not polyhedra.
@@ -66,7 +67,7 @@ class Grid:
 
 
 def coarse_grid(fine: Grid) -> Grid:
-    """Step 2: the partition grid, ``PARTITION_NM`` apart (or the voxels), ``PAD_NM`` past the faces."""
+    """Step 2: the partition grid: ``PARTITION_NM`` apart or coarser, ``PAD_NM`` past the faces."""
     spacing = [max(s, PARTITION_NM) for s in fine.spacing]
     span = fine.hi - fine.lo + 2 * PAD_NM
     return Grid(
@@ -111,13 +112,8 @@ def _walk(cores, grid: Grid, start, direction, *, label, step, sigma, reach, rng
 
     Plain floats, not numpy: the walk is a Python loop of many tiny steps.
     """
-    lo, hi, origin, spacing, shape = (
-        grid.lo.tolist(),
-        grid.hi.tolist(),
-        grid.origin,
-        grid.spacing,
-        grid.shape,
-    )
+    lo, hi = grid.lo.tolist(), grid.hi.tolist()
+    origin, spacing, shape = grid.origin, grid.spacing, grid.shape
 
     def ahead(p: list, d: list) -> bool:  # is the point ``reach`` ahead inside another core?
         i = [round((p[k] + reach * d[k] - origin[k]) / spacing[k]) for k in range(3)]
@@ -152,7 +148,8 @@ def draw_neurites(cores: np.ndarray, grid: Grid, params, rng, *, fill_nm3: float
         # does not crowd out the axons.
         diameters = params.dendrite_diameter_nm if dendrite else params.axon_diameter_nm
         filled, failures = 0.0, 0
-        while (filled < target or not out) and failures < 50:
+        # At least one axon, so that every volume has a cell.
+        while (filled < target or not (dendrite or out)) and failures < 50:
             label, radius = len(out) + 1, rng.uniform(*diameters) / 2
             core = CORE_FRACTION * radius
             step = float(np.clip(core / 2, min(grid.spacing) / 2, 100.0))
@@ -161,8 +158,13 @@ def draw_neurites(cores: np.ndarray, grid: Grid, params, rng, *, fill_nm3: float
             if cores[tuple(i)] != 0:
                 failures += 1
                 continue
-            walk = dict(label=label, step=step, reach=core + step, rng=rng,
-                        sigma=math.sqrt(step / params.persistence_length_nm))  # fmt: skip
+            walk = dict(
+                label=label,
+                step=step,
+                reach=core + step,
+                rng=rng,
+                sigma=math.sqrt(step / params.persistence_length_nm),
+            )
             d = _unit(rng.standard_normal(3))
             back = _walk(cores, grid, start, -d, **walk)
             path = np.array(back[::-1] + [list(start)] + _walk(cores, grid, start, d, **walk))
@@ -187,18 +189,26 @@ def partition(cores: np.ndarray, coarse: Grid, fine: Grid):
     lab = cores[tuple(near)]
     coords = coarse.coords_of(fine)
     # 3a. Distance to the nearest boundary, on the coarse grid cropped to the volume.
-    crop = tuple(slice(max(int(c[0]) - 2, 0), min(int(c[-1]) + 4, n))
-                 for c, n in zip(coords, lab.shape, strict=True))  # fmt: skip
+    crop = tuple(
+        slice(max(int(c[0]) - 2, 0), min(int(c[-1]) + 4, n))
+        for c, n in zip(coords, lab.shape, strict=True)
+    )
     edge = mark_boundaries(lab[crop], [(1, 0, 0), (0, 1, 0), (0, 0, 1)])
-    distance = (ndi.distance_transform_edt(~edge, sampling=coarse.spacing) if edge.any()
-                else np.full(edge.shape, np.inf))  # fmt: skip
+    distance = (
+        ndi.distance_transform_edt(~edge, sampling=coarse.spacing)
+        if edge.any()
+        else np.full(edge.shape, np.inf)
+    )
     cropped = Grid(
         edge.shape,
         coarse.spacing,
-        tuple(o + c.start * s for o, c, s in zip(coarse.origin, crop, coarse.spacing)),
+        tuple(o + c.start * s for o, c, s in zip(coarse.origin, crop, coarse.spacing, strict=True)),
     )
     # 3b. A fine voxel in a coarse cell whose 8 corners agree takes their label ...
-    q0 = [np.clip(np.floor(c).astype(np.intp), 0, n - 2) for c, n in zip(coords, lab.shape)]
+    q0 = [
+        np.clip(np.floor(c).astype(np.intp), 0, n - 2)
+        for c, n in zip(coords, lab.shape, strict=True)
+    ]
     n0, n1, n2 = (n - 1 for n in lab.shape)
     base = lab[:n0, :n1, :n2]
     mixed = np.zeros(base.shape, bool)
@@ -208,8 +218,10 @@ def partition(cores: np.ndarray, coarse: Grid, fine: Grid):
     # 3c. ... the others the label of the nearest of the cores nearest to those 8 corners.
     band = np.nonzero(mixed[np.ix_(*q0)])
     pos = [fine.axis(ax).astype(np.float32)[band[ax]] for ax in range(3)]
-    core_pos = [(coarse.origin[ax] + near[ax] * coarse.spacing[ax]).astype(np.float32).ravel()
-                for ax in range(3)]  # fmt: skip
+    core_pos = [
+        (coarse.origin[ax] + near[ax] * coarse.spacing[ax]).astype(np.float32).ravel()
+        for ax in range(3)
+    ]
     flat0 = np.ravel_multi_index([q0[ax][band[ax]] for ax in range(3)], lab.shape)
     strides = (lab.shape[1] * lab.shape[2], lab.shape[2], 1)
     best = np.full(flat0.shape, np.inf, np.float32)
@@ -226,9 +238,12 @@ def partition(cores: np.ndarray, coarse: Grid, fine: Grid):
 
 def line_distance(grid: Grid, point: np.ndarray, direction: np.ndarray) -> np.ndarray:
     """Step 4: distance (nm) of every voxel centre of ``grid`` to a straight line, float32."""
-    rel = [(grid.axis(ax) - point[ax]).astype(np.float32).reshape([-1 if a == ax else 1
-                                                                   for a in range(3)])
-           for ax in range(3)]  # fmt: skip
+    rel = [
+        (grid.axis(ax) - point[ax])
+        .astype(np.float32)
+        .reshape([-1 if a == ax else 1 for a in range(3)])
+        for ax in range(3)
+    ]
     along = sum(r * np.float32(direction[ax]) for ax, r in enumerate(rel))
     return np.sqrt(np.maximum(sum(r * r for r in rel) - along * along, 0))
 
@@ -273,8 +288,11 @@ def membrane_offsets(voxel_size_nm, thickness_nm: float) -> list[tuple[int, ...]
     """Step 6: half the neighbourhood within ``thickness_nm / 2`` of a face (axes always in)."""
     radii = [max(thickness_nm / (2 * v) + 0.5, 1.0) for v in voxel_size_nm]
     span = [range(-int(r), int(r) + 1) for r in radii]
-    return [o for o in itertools.product(*span)
-            if o > (0, 0, 0) and sum((k / r) ** 2 for k, r in zip(o, radii, strict=True)) <= 1]  # fmt: skip
+    return [
+        o
+        for o in itertools.product(*span)
+        if o > (0, 0, 0) and sum((k / r) ** 2 for k, r in zip(o, radii, strict=True)) <= 1
+    ]
 
 
 def mark_boundaries(labels: np.ndarray, offsets) -> np.ndarray:

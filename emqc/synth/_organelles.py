@@ -41,8 +41,10 @@ def place_boutons(cores, coarse: Grid, fine: Grid, cells: list[Neurite], params,
     count = int(expected) + int(rng.random() < expected - int(expected))
     margin = np.minimum(params.bouton_diameter_nm[1] / 2, 0.25 * (fine.hi - fine.lo))
     axons = [c for c in cells if not c.dendrite]
-    inside = [np.flatnonzero(np.all((a.path >= fine.lo + margin) & (a.path <= fine.hi - margin),
-                                    axis=1)) for a in axons]  # fmt: skip
+    inside = [
+        np.flatnonzero(np.all((a.path >= fine.lo + margin) & (a.path <= fine.hi - margin), axis=1))
+        for a in axons
+    ]
     weights = np.array([i.size for i in inside], float)
     out: list[Bouton] = []
     if count == 0 or weights.sum() == 0:
@@ -66,8 +68,9 @@ def _box(fine: Grid, centre, reach_nm: float, stride=(1, 1, 1)) -> tuple[slice, 
 
 def _positions(fine: Grid, box) -> list[np.ndarray]:
     """Voxel-centre coordinates (nm) of ``box``, shaped to broadcast over it."""
-    return [fine.axis(ax)[box[ax]].reshape([-1 if a == ax else 1 for a in range(3)])
-            for ax in range(3)]  # fmt: skip
+    return [
+        fine.axis(ax)[box[ax]].reshape([-1 if a == ax else 1 for a in range(3)]) for ax in range(3)
+    ]
 
 
 def _partner(labels, fine: Grid, bouton: Bouton, dendrites: set, exclude: int):
@@ -80,8 +83,9 @@ def _partner(labels, fine: Grid, bouton: Bouton, dendrites: set, exclude: int):
         a = (slice(None),) * ax + (slice(None, -1),)
         b = (slice(None),) * ax + (slice(1, None),)
         for near, other in ((sub[a], sub[b]), (sub[b], sub[a])):
-            hit = np.nonzero((near == bouton.axon) & (other != bouton.axon)
-                             & (other != 0) & (other != exclude))  # fmt: skip
+            hit = np.nonzero(
+                (near == bouton.axon) & (other != bouton.axon) & (other != 0) & (other != exclude)
+            )
             ids.append(other[hit])
             mid = [axes[k][hit[k]] for k in range(3)]
             mid[ax] = (mid[ax] + axes[ax][hit[ax] + 1]) / 2
@@ -153,8 +157,9 @@ def mitochondria(labels, fine: Grid, cells: list[Neurite], params, rng, *, avoid
     margin = params.membrane_thickness_nm + 20.0
     d_lo, d_hi = params.mitochondria_diameter_nm
     fits = [c for c in cells if 2 * (c.radius_nm - margin) >= d_lo]
-    inside = [np.flatnonzero(np.all((c.path >= fine.lo) & (c.path <= fine.hi), axis=1))
-              for c in fits]  # fmt: skip
+    inside = [
+        np.flatnonzero(np.all((c.path >= fine.lo) & (c.path <= fine.hi), axis=1)) for c in fits
+    ]
     weights = np.array([c.radius_nm**2 * i.size for c, i in zip(fits, inside, strict=True)])
     if not fits or weights.sum() == 0:
         return out
@@ -169,8 +174,10 @@ def mitochondria(labels, fine: Grid, cells: list[Neurite], params, rng, *, avoid
         arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(cell.path, axis=0), axis=1))])
         points = cell.path[np.abs(arc - arc[rng.choice(inside[j])]) <= half]
         step = max(radius / 2, min(fine.spacing) / 2)
-        dense = [np.linspace(a, b, int(np.linalg.norm(b - a) // step) + 2)
-                 for a, b in zip(points[:-1], points[1:], strict=True)]  # fmt: skip
+        dense = [
+            np.linspace(a, b, int(np.linalg.norm(b - a) // step) + 2)
+            for a, b in zip(points[:-1], points[1:], strict=True)
+        ]
         voxels = ball_voxels(fine, np.concatenate(dense) if dense else points, radius)
         out.flat[voxels[(labels.flat[voxels] == cell.label) & ~avoid.flat[voxels]]] = True
     return out

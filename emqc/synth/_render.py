@@ -6,8 +6,9 @@ extracellular space and vessel lumen pale. The grey levels are set so that a vol
 8-10 nm has roughly the histogram of the 10 nm medulla FIB-SEM cube (median ~130, 1st
 and 99th percentiles ~70 and ~195, membranes ~100 after blur).
 
-The image is made in four steps, which only read the masks, so a damage simulator can
-change the geometry and render it again:
+The image is made in steps that only read the masks, so a damage simulator can change
+the geometry and render it again; texture and noise are drawn before the masks are read,
+so the same seed gives the same texture and noise for an edited geometry:
 
 1. Cytoplasm: a grey level per cell plus smooth intracellular texture.
 2. Compartments painted over it: extracellular space, vessel, mitochondria with lighter
@@ -25,11 +26,13 @@ import math
 import numpy as np
 from scipy import ndimage as ndi
 
-CYTOPLASM, CELL_SPREAD, TEXTURE = 144.0, 50.0, 10.0  # grey, per-cell range, texture std
+# Grey levels before blur and noise, tuned against the medulla cube (module docstring).
+CYTOPLASM, CELL_SPREAD, TEXTURE = 138.0, 60.0, 10.0  # mean, range across cells, texture std
 EXTRACELLULAR, LUMEN, WALL = 205.0, 222.0, 112.0
 MEMBRANE, PSD = 78.0, 50.0
 MITOCHONDRION, CRISTAE, CRISTAE_PERIOD_NM = 78.0, 40.0, 40.0
-CLOUD, VESICLE_RIM, VESICLE_LUMEN, VESICLE_PACKING = -8.0, -55.0, 12.0, 0.3
+CLOUD, VESICLE_RIM, VESICLE_LUMEN = -8.0, -55.0, 12.0  # changes in a vesicle cloud
+VESICLE_PACKING = 0.3  # volume fraction of a cloud taken by vesicles
 
 
 def interpolate(values: np.ndarray, coords: list[np.ndarray]) -> np.ndarray:
@@ -100,8 +103,10 @@ def _vesicles(img, clouds, voxel_size_nm, diameter_nm: float, rng) -> None:
     centres = np.stack(np.unravel_index(rng.choice(where, count), clouds.shape), axis=1) * v
     centres = centres + rng.uniform(-0.5, 0.5, (count, 3)) * v
     rim = max(4.0, 0.5 * float(v.min()))
-    reach = [np.arange(-math.ceil((radius + 2 * rim) / s), math.ceil((radius + 2 * rim) / s) + 1)
-             for s in v]  # fmt: skip
+    reach = [
+        np.arange(-math.ceil((radius + 2 * rim) / s), math.ceil((radius + 2 * rim) / s) + 1)
+        for s in v
+    ]
     offsets = np.stack([m.ravel() for m in np.meshgrid(*reach, indexing="ij")], axis=1)
     vox = np.rint(centres / v).astype(np.intp)[:, None, :] + offsets[None]
     dist = np.linalg.norm(vox * v - centres[:, None, :], axis=2)
@@ -120,16 +125,30 @@ def _vesicles(img, clouds, voxel_size_nm, diameter_nm: float, rng) -> None:
     )
 
 
-def render_image(*, cell_ids, membrane, extracellular, mitochondria, vesicles, synapses,
-                 vessel, vessel_lumen, voxel_size_nm, params, rng) -> np.ndarray:  # fmt: skip
+def render_image(
+    *,
+    cell_ids,
+    membrane,
+    extracellular,
+    mitochondria,
+    vesicles,
+    synapses,
+    vessel,
+    vessel_lumen,
+    voxel_size_nm,
+    params,
+    rng,
+) -> np.ndarray:
     """Render label geometry as a synthetic FIB-SEM image (steps 1-4 of the module docstring).
 
     Parameters
     ----------
     cell_ids : (Z, Y, X) ndarray of uint32
         Cell per voxel, 0 outside cells.
-    membrane, extracellular, mitochondria, vesicles, vessel, vessel_lumen : (Z, Y, X) ndarray of bool
+    membrane, extracellular, mitochondria, vesicles : (Z, Y, X) ndarray of bool
         Compartment masks.
+    vessel, vessel_lumen : (Z, Y, X) ndarray of bool
+        Blood vessel (lumen and wall) and its lumen.
     synapses : (Z, Y, X) ndarray of uint16
         Postsynaptic density and cleft per synapse, 0 elsewhere.
     voxel_size_nm : tuple of 3 float
@@ -141,35 +160,42 @@ def render_image(*, cell_ids, membrane, extracellular, mitochondria, vesicles, s
     (Z, Y, X) ndarray of uint8
     """
     shape, v = cell_ids.shape, tuple(float(s) for s in voxel_size_nm)
-    # 1. A grey level per cell (hashed from its id with a random salt) and texture.
+    # 0. Every random draw that does not depend on the masks comes first, in a fixed order,
+    #    so that an edited geometry is drawn with the same texture and noise.
     salt = np.uint32(rng.integers(2**32, dtype=np.uint64))
+    texture = smooth_noise(shape, v, params.texture_nm, rng)
+    noise = rng.standard_normal(shape, dtype=np.float32)
+    waves = rng.standard_normal((6, 3))  # wave vectors of the cristae, then their phases
+    waves *= 2 * math.pi / (CRISTAE_PERIOD_NM * np.linalg.norm(waves, axis=1, keepdims=True))
+    phases = rng.uniform(0, 2 * math.pi, 6)
+    vesicle_rng = np.random.default_rng(rng.integers(2**63))
+    # 1. A grey level per cell (hashed from its id with the salt), and texture.
     mixed = (cell_ids.astype(np.uint32) ^ salt) * np.uint32(2654435761)
     img = (mixed >> np.uint32(16)).astype(np.float32) * np.float32(CELL_SPREAD / 65535)
     img += np.float32(CYTOPLASM - CELL_SPREAD / 2)
-    img += TEXTURE * smooth_noise(shape, v, params.texture_nm, rng)
+    img += TEXTURE * texture
     # 2. Compartments, later ones over earlier ones.
     img[extracellular] = EXTRACELLULAR
     img[vessel & ~vessel_lumen] = WALL
     img[vessel_lumen] = LUMEN
     mito = np.nonzero(mitochondria)
-    if mito[0].size:
-        waves = np.zeros(mito[0].size, np.float32)
-        for _ in range(6):  # a sum of plane waves: labyrinth-like lamellae about a period apart
-            k = rng.standard_normal(3)
-            k *= 2 * math.pi / (CRISTAE_PERIOD_NM * np.linalg.norm(k))
-            phase = sum(np.float32(k[ax] * v[ax]) * mito[ax].astype(np.float32) for ax in range(3))
-            waves += np.cos(phase + np.float32(rng.uniform(0, 2 * math.pi)))
-        img[mito] = MITOCHONDRION + CRISTAE * np.clip(waves / math.sqrt(3) - 0.3, 0, 1)
+    if mito[0].size:  # a sum of plane waves: labyrinth-like lamellae about a period apart
+        pos = [mito[ax].astype(np.float32) * np.float32(v[ax]) for ax in range(3)]
+        total = sum(
+            np.cos(sum(np.float32(k[ax]) * pos[ax] for ax in range(3)) + np.float32(phi))
+            for k, phi in zip(waves, phases, strict=True)
+        )
+        img[mito] = MITOCHONDRION + CRISTAE * np.clip(total / math.sqrt(3) - 0.3, 0, 1)
     img[vesicles] += CLOUD
-    _vesicles(img, vesicles, v, params.vesicle_diameter_nm, rng)
+    _vesicles(img, vesicles, v, params.vesicle_diameter_nm, vesicle_rng)
     img[membrane] = MEMBRANE
     img[synapses != 0] = PSD
     # 3. Noise, then the point-spread function; the noise level is the one after the blur.
     sigma = [params.psf_fwhm_nm / (2 * math.sqrt(2 * math.log(2))) / s for s in v]
-    gain = math.prod(_gaussian_gain(s) for s in sigma)
     if params.noise_std > 0:
-        noise = rng.standard_normal(shape, dtype=np.float32)
-        img += np.float32(params.noise_std / math.sqrt(gain)) * noise
+        gain = math.prod(_gaussian_gain(s) for s in sigma)
+        noise *= np.float32(params.noise_std / math.sqrt(gain))
+        img += noise
     if max(sigma) > 0:
         img = ndi.gaussian_filter(img, sigma)
     # 4. To 8 bits.
