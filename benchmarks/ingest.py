@@ -40,7 +40,11 @@ REPO = Path(__file__).resolve().parents[1]
 SLICE = 2048
 
 BASELINE = r"""
-import sys, glob, tifffile, zarr
+import resource, sys
+# Cap the address space so that running out of memory is a clean MemoryError, not the OOM killer.
+limit = int(sys.argv[3])
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+import glob, tifffile, zarr
 from ome_zarr.writer import write_image
 files = sorted(glob.glob(sys.argv[1] + "/*.tif"))
 data = tifffile.imread(files)
@@ -79,8 +83,11 @@ def drop_caches() -> bool:
         return False
 
 
-def measure(cmd: list[str]) -> dict[str, float]:
-    """Run ``cmd``; return wall seconds and peak RSS (bytes) of its process tree."""
+def measure(cmd: list[str]) -> dict[str, float | str]:
+    """Run ``cmd``; return wall seconds and peak RSS (bytes) of its process tree.
+
+    A command that fails with ``MemoryError`` is reported as failed, not fatal.
+    """
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     ps = psutil.Process(proc.pid)
@@ -97,8 +104,17 @@ def measure(cmd: list[str]) -> dict[str, float]:
     wall = time.perf_counter() - t0
     err = proc.stderr.read() if proc.stderr else ""
     if proc.returncode != 0:
+        if "MemoryError" in err:
+            return {"seconds": wall, "peak_rss_bytes": peak, "failed": "MemoryError"}
         raise SystemExit(f"benchmark command failed ({proc.returncode}): {' '.join(cmd)}\n{err}")
     return {"seconds": wall, "peak_rss_bytes": peak}
+
+
+def _describe(row: dict) -> str:
+    if row["failed"]:
+        return f"failed ({row['failed']}) after {row['seconds']:.1f} s, peak RSS {row['peak_rss_gb']:.2f} GB"
+    return (f"{row['seconds']:.1f} s, {row['throughput_mb_s']:.0f} MB/s, "
+            f"peak RSS {row['peak_rss_gb']:.2f} GB")  # fmt: skip
 
 
 def main() -> None:
@@ -117,7 +133,8 @@ def main() -> None:
         if not stack.exists() or len(glob.glob(f"{stack}/*.tif")) != n_slices:
             shutil.rmtree(stack, ignore_errors=True)
             print(
-                f"writing {n_slices} slices of {SLICE}x{SLICE} ({n_slices * SLICE * SLICE / 1e9:.2f} GB) to {stack}"
+                f"writing {n_slices} slices of {SLICE}x{SLICE} "
+                f"({n_slices * SLICE * SLICE / 1e9:.2f} GB) to {stack}"
             )
             make_stack(stack, n_slices)
         nbytes = n_slices * SLICE * SLICE
@@ -136,7 +153,14 @@ def main() -> None:
             ),
             (
                 "baseline (tifffile + ome-zarr write_image)",
-                [python, "-c", BASELINE, str(stack), str(args.workdir / "baseline.ome.zarr")],
+                [
+                    python,
+                    "-c",
+                    BASELINE,
+                    str(stack),
+                    str(args.workdir / "baseline.ome.zarr"),
+                    str(int(psutil.virtual_memory().total * 0.8)),
+                ],
             ),
         ]:
             shutil.rmtree(args.workdir / "baseline.ome.zarr", ignore_errors=True)
@@ -151,28 +175,28 @@ def main() -> None:
                     "input_gb": nbytes / 1e9,
                     "tool": name,
                     "seconds": m["seconds"],
-                    "throughput_mb_s": nbytes / 1e6 / m["seconds"],
+                    "throughput_mb_s": None if "failed" in m else nbytes / 1e6 / m["seconds"],
                     "peak_rss_gb": m["peak_rss_bytes"] / 1e9,
+                    "failed": m.get("failed"),
                     "cache_dropped": cold,
                 }
             )
-            print(
-                f"  {m['seconds']:.1f} s, {rows[-1]['throughput_mb_s']:.0f} MB/s, peak RSS {rows[-1]['peak_rss_gb']:.2f} GB"
-            )
+            print("  " + _describe(rows[-1]))
 
-    print(
-        "\n| input | tool | time (s) | throughput (MB/s) | peak RSS (GB) |\n|---|---|---|---|---|"
-    )
+    print("\n| input | tool | time (s) | throughput (MB/s) | peak RSS (GB) |")
+    print("|---|---|---|---|---|")
     for r in rows:
-        print(
-            f"| {r['input_gb']:.2f} GB | {r['tool']} | {r['seconds']:.1f} | {r['throughput_mb_s']:.0f} | {r['peak_rss_gb']:.2f} |"
-        )
+        speed = f"{r['throughput_mb_s']:.0f}" if r["throughput_mb_s"] else f"failed: {r['failed']}"
+        print(f"| {r['input_gb']:.2f} GB | {r['tool']} | {r['seconds']:.1f} | {speed} "
+              f"| {r['peak_rss_gb']:.2f} |")  # fmt: skip
     for gb in sorted({r["input_gb"] for r in rows}):
         e = next(r for r in rows if r["input_gb"] == gb and r["tool"] == "emqc ingest")
         b = next(r for r in rows if r["input_gb"] == gb and r["tool"] != "emqc ingest")
-        print(
-            f"{gb:.2f} GB: emqc throughput {e['throughput_mb_s'] / b['throughput_mb_s']:.2f}x the baseline's"
-        )
+        if b["throughput_mb_s"]:
+            ratio = e["throughput_mb_s"] / b["throughput_mb_s"]
+            print(f"{gb:.2f} GB: emqc throughput {ratio:.2f}x the baseline's")
+        else:
+            print(f"{gb:.2f} GB: the baseline failed ({b['failed']}); emqc finished")
     meta = {
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),

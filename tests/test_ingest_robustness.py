@@ -1,4 +1,4 @@
-"""Ingest under bad input and bad luck: every case gets a clear error and leaves nothing that looks complete.
+"""Ingest under bad input and bad luck: a clear error each time, nothing left that looks complete.
 
 Bad inputs go through the command line, as a user meets them: exit status 2, one
 paragraph naming the file, the problem and the fix, and never a traceback.

@@ -162,7 +162,9 @@ class _Problem:
         self.sat[:, cy + 1 :] = self.sat[:, cy : cy + 1]
         self.sat[:, :, cx + 1 :] = self.sat[:, :, cx : cx + 1]
         self.axes = [_axis(*a) for a in zip(self.volume, self.block, self.scale, strict=True)]
-        self.n_positions = int(np.prod([v - b + 1 for v, b in zip(self.volume, self.block)]))
+        self.n_positions = int(
+            np.prod([v - b + 1 for v, b in zip(self.volume, self.block, strict=True)])
+        )
         # Per span combination: which first-cell triples are valid, and their weights.
         self.classes: dict[tuple[int, int, int], np.ndarray] = {}
         self.n_valid = 0
