@@ -1,6 +1,6 @@
 """Ingest benchmark: emqc vs the baseline a user would write by hand, in the same run.
 
-    ./run.sh bench ingest [--sizes-gb 1,4] [--workdir DIR]
+    ./run.sh bench ingest [--sizes-gb 1,4.3] [--workdir DIR]
 
 For each size, a stack of uncompressed 2048 × 2048 uint8 TIFF slices is built
 from the real FIB-SEM cube (``$EMQC_DATA/medulla-fib-10nm``, mirrored to fill
@@ -119,7 +119,7 @@ def _describe(row: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes-gb", default="1,4", help="input sizes in GB (default 1,4)")
+    parser.add_argument("--sizes-gb", default="1,4.3", help="input sizes in GB (default 1,4.3; 4.3 GB = 4.0 GiB)")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/emqc-bench-ingest"))
     parser.add_argument("--keep", action="store_true", help="keep generated stacks and outputs")
     args = parser.parse_args()

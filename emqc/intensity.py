@@ -107,10 +107,11 @@ def check_dtype(dtype: np.dtype, *, where: str) -> None:
     Raises
     ------
     UnsupportedDtypeError
-        For boolean, complex, structured (e.g. RGB records) or object types.
+        For boolean, complex, structured (e.g. RGB records), object or
+        extended-precision types.
     """
     dtype = np.dtype(dtype)
-    if dtype.kind not in "uif" or dtype.fields is not None:
+    if dtype.kind not in "uif" or dtype.fields is not None or dtype.itemsize > 8:
         raise UnsupportedDtypeError(
             f"{where} holds voxels of type {dtype}, which emqc cannot store as 8-bit greyscale EM. "
             "emqc reads single-channel integer or floating-point volumes; convert the data to "

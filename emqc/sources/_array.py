@@ -40,7 +40,7 @@ class ArraySource(VolumeSource):
         )  # type: ignore[assignment]
         self.native_chunks = self.shape
 
-    def read(self, z: slice, y: slice, x: slice) -> np.ndarray:
+    def _read(self, z: slice, y: slice, x: slice) -> np.ndarray:
         return np.array(self._array[z, y, x])
 
     def files(self) -> list[Path]:

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from ._util import box_shape, checked
+
 __all__ = ["VolumeSource", "fit_read_chunks"]
 
 #: Default memory budget of one read task, in bytes. Two tasks run per core.
@@ -28,7 +30,7 @@ class VolumeSource(ABC):
     Subclasses set :attr:`spec`, :attr:`format`, :attr:`shape`, :attr:`dtype`,
     :attr:`voxel_size_nm` and :attr:`native_chunks` in ``__init__`` (after
     checking the input and raising an :mod:`emqc.errors` error naming the file),
-    and implement :meth:`read` and :meth:`files`.
+    and implement :meth:`_read` and :meth:`files`.
     """
 
     #: What the user gave (path, ``file.h5:/dataset``, glob or URL).
@@ -47,11 +49,23 @@ class VolumeSource(ABC):
 
     ndim = 3
 
-    @abstractmethod
     def read(self, z: slice, y: slice, x: slice) -> np.ndarray:
-        """Return the voxels of one box as a (Z, Y, X) ndarray of :attr:`dtype`.
+        """Return the voxels of one box as a C-contiguous (Z, Y, X) ndarray of :attr:`dtype`.
 
         The slices have non-negative start/stop within :attr:`shape` and step 1.
+        An empty box gives an empty array without touching the source; a reader
+        that returns a block of the wrong shape (the source changed since it was
+        opened) raises :class:`emqc.errors.CorruptSourceError`.
+        """
+        shape = box_shape(z, y, x)
+        if 0 in shape:
+            return np.empty(shape, dtype=self.dtype)
+        return checked(self._read(z, y, x), z, y, x, self.dtype, self.spec)
+
+    @abstractmethod
+    def _read(self, z: slice, y: slice, x: slice) -> np.ndarray:
+        """Read a non-empty box (what each format implements).
+
         A read that fails because a file is truncated or corrupt raises
         :class:`emqc.errors.CorruptSourceError` naming that file.
         """

@@ -18,7 +18,7 @@ from emqc.errors import (
 )
 
 from ._base import VolumeSource
-from ._util import box_shape, check_dtype, checked, short_list, voxel_size
+from ._util import check_dtype, short_list, voxel_size
 
 #: ``file.h5``, ``file.hdf5`` or ``file.hdf``, optionally followed by ``:dataset``.
 HDF5_SPEC = re.compile(r"^(?P<file>.*?\.(?:h5|hdf5|hdf))(?::(?P<dataset>.*))?$", re.IGNORECASE)
@@ -86,10 +86,7 @@ class Hdf5Source(VolumeSource):
                 "Re-export or re-copy that file and rerun."
             ) from exc
 
-    def read(self, z: slice, y: slice, x: slice) -> np.ndarray:
-        shape = box_shape(z, y, x)
-        if 0 in shape:
-            return np.empty(shape, dtype=self.dtype)
+    def _read(self, z: slice, y: slice, x: slice) -> np.ndarray:
         try:
             with h5py.File(self._path, "r") as f:
                 out = f[self._dataset][z, y, x]
@@ -99,7 +96,7 @@ class Hdf5Source(VolumeSource):
                 "truncated or corrupt, or compressed with an HDF5 filter that is not installed "
                 "(e.g. install hdf5plugin). Re-export or re-copy the file and rerun."
             ) from exc
-        return checked(out, z, y, x, self.dtype, f"{self._path}:{self._dataset}")
+        return out
 
     def files(self) -> list[Path]:
         return [Path(self._path)]

@@ -12,7 +12,7 @@ from mrcfile.utils import dtype_from_mode
 from emqc.errors import CorruptSourceError, UnsupportedSourceError
 
 from ._base import VolumeSource
-from ._util import box_shape, check_dtype, checked, voxel_size
+from ._util import check_dtype, voxel_size
 
 #: Exceptions mrcfile raises on a malformed header or short data block.
 _MRC_ERRORS = (ValueError, OSError, EOFError)
@@ -73,10 +73,7 @@ class MrcSource(VolumeSource):
         self.voxel_size_nm = None if vox == (1.0, 1.0, 1.0) else voxel_size(v / 10 for v in vox)
         self.native_chunks = (1, 1, self.shape[2])
 
-    def read(self, z: slice, y: slice, x: slice) -> np.ndarray:
-        shape = box_shape(z, y, x)
-        if 0 in shape:
-            return np.empty(shape, dtype=self.dtype)
+    def _read(self, z: slice, y: slice, x: slice) -> np.ndarray:
         try:
             with mrcfile.mmap(self._path, mode="r", permissive=False) as mrc:
                 out = np.array(mrc.data[z, y, x], dtype=self.dtype)
@@ -85,7 +82,7 @@ class MrcSource(VolumeSource):
                 f"{self._path} could not be read: it is truncated or corrupt (mrcfile: {exc}). "
                 "Re-export or re-copy that file and rerun."
             ) from exc
-        return checked(out, z, y, x, self.dtype, self._path)
+        return out
 
     def files(self) -> list[Path]:
         return [Path(self._path)]

@@ -12,7 +12,7 @@ import tensorstore as ts
 from emqc.errors import CorruptSourceError, UnsupportedSourceError
 
 from ._base import VolumeSource
-from ._util import box_shape, check_dtype, checked, files_under, short_list, to_nm, voxel_size
+from ._util import check_dtype, files_under, short_list, to_nm, voxel_size
 
 _TS_ERRORS = (ValueError, OSError, RuntimeError)
 
@@ -87,10 +87,7 @@ class N5Source(VolumeSource):
                 "attributes.json (or re-copy the container) and rerun."
             ) from exc
 
-    def read(self, z: slice, y: slice, x: slice) -> np.ndarray:
-        shape = box_shape(z, y, x)
-        if 0 in shape:
-            return np.empty(shape, dtype=self.dtype)
+    def _read(self, z: slice, y: slice, x: slice) -> np.ndarray:
         arr = self._open()
         try:
             out = arr[x, y, z].read().result().transpose(2, 1, 0)
@@ -99,7 +96,7 @@ class N5Source(VolumeSource):
                 f"{self._root} could not be read (tensorstore: {exc}); a block is truncated or "
                 "corrupt. Re-copy the container and rerun."
             ) from exc
-        return checked(out, z, y, x, self.dtype, self._root)
+        return out
 
     def files(self) -> list[Path]:
         return files_under(Path(self._root))

@@ -16,7 +16,7 @@ from emqc.errors import (
 )
 
 from ._base import VolumeSource
-from ._util import box_shape, check_dtype, checked, files_under, voxel_size
+from ._util import check_dtype, files_under, voxel_size
 
 PREFIX = "precomputed://"
 
@@ -84,12 +84,9 @@ class PrecomputedSource(VolumeSource):
                 f"{type(exc).__name__}: {exc}). Check the URL, credentials and 'info' file."
             ) from exc
 
-    def read(self, z: slice, y: slice, x: slice) -> np.ndarray:
+    def _read(self, z: slice, y: slice, x: slice) -> np.ndarray:
         from cloudvolume.exceptions import EmptyVolumeException
 
-        shape = box_shape(z, y, x)
-        if 0 in shape:
-            return np.empty(shape, dtype=self.dtype)
         ox, oy, oz = self._offset
         vol = self._volume()
         try:
@@ -109,7 +106,7 @@ class PrecomputedSource(VolumeSource):
                 f"{exc}). Check the chunks there and rerun."
             ) from exc
         out = np.asarray(cut)[..., 0].transpose(2, 1, 0)
-        return checked(out, z, y, x, self.dtype, self.spec)
+        return out
 
     def files(self) -> list[Path]:
         """``info`` and every file of scale 0, for a ``file://`` layer; [] for remote ones."""

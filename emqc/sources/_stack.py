@@ -22,7 +22,7 @@ from emqc.errors import (
 
 from . import _tiffmeta as tm
 from ._base import VolumeSource
-from ._util import box_shape, check_dtype, checked, natural_key
+from ._util import box_shape, check_dtype, natural_key
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PNG_SUFFIXES = (".png",)
@@ -144,13 +144,11 @@ class SliceStackSource(VolumeSource):
         else:
             self.native_chunks = (1, min(unit[0], ny), min(unit[1], nx))
 
-    def read(self, z: slice, y: slice, x: slice) -> np.ndarray:
+    def _read(self, z: slice, y: slice, x: slice) -> np.ndarray:
         out = np.empty(box_shape(z, y, x), dtype=self.dtype)
-        if out.size == 0:
-            return out
         for i, k in enumerate(range(z.start, z.stop)):
             out[i] = self._read_slice(k, y, x)
-        return checked(out, z, y, x, self.dtype, self._paths[z.start])
+        return out
 
     def _read_slice(self, k: int, y: slice, x: slice) -> np.ndarray:
         path, offset = Path(self._paths[k]), self._offsets[k]

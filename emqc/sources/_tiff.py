@@ -12,7 +12,7 @@ from emqc.errors import CorruptSourceError, EmqcError, UnsupportedSourceError
 
 from . import _tiffmeta as tm
 from ._base import VolumeSource
-from ._util import box_shape, check_dtype, checked
+from ._util import box_shape, check_dtype
 
 
 class MultipageTiffSource(VolumeSource):
@@ -91,10 +91,8 @@ class MultipageTiffSource(VolumeSource):
         nz, ny, nx = self.shape
         self.native_chunks = (1, 1, nx) if self._offset is not None else (1, ny, nx)
 
-    def read(self, z: slice, y: slice, x: slice) -> np.ndarray:
+    def _read(self, z: slice, y: slice, x: slice) -> np.ndarray:
         shape = box_shape(z, y, x)
-        if 0 in shape:
-            return np.empty(shape, dtype=self.dtype)
         path = Path(self._path)
         _, ny, nx = self.shape
         if self._offset is not None:
@@ -103,7 +101,7 @@ class MultipageTiffSource(VolumeSource):
             out = np.empty(shape, dtype=self.dtype)
             for i, k in enumerate(range(z.start, z.stop)):
                 out[i] = tm.read_rows(path, self._offset + k * plane, raw, nx, y, x)
-            return checked(out, z, y, x, self.dtype, self._path)
+            return out
         try:
             with tifffile.TiffFile(path) as tif:
                 planes = tif.asarray(key=range(z.start, z.stop), series=0, maxworkers=1)
@@ -113,7 +111,7 @@ class MultipageTiffSource(VolumeSource):
                 f"{path} is truncated or corrupt (tifffile: {exc}); re-export or re-copy that "
                 "file and rerun."
             ) from exc
-        return checked(planes[:, y, x], z, y, x, self.dtype, self._path)
+        return planes[:, y, x]
 
     def files(self) -> list[Path]:
         return [Path(self._path)]

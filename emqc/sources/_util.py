@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emqc.errors import CorruptSourceError, UnsupportedDtypeError
+from emqc import intensity
+from emqc.errors import CorruptSourceError
 
 #: Nanometres per unit, for the unit names the supported formats write (OME-NGFF
 #: names, ImageJ's ``micron`` and its escaped ``\\u00B5m``, the micro sign and the
@@ -95,14 +96,9 @@ def checked(
 
 
 def check_dtype(dtype: np.dtype, where: str) -> np.dtype:
-    """Return ``dtype`` in native byte order; refuse anything but integers and floats."""
+    """Return ``dtype`` in native byte order, after :func:`emqc.intensity.check_dtype` accepts it."""
     dtype = np.dtype(dtype)
-    if dtype.kind not in "uif" or dtype.itemsize > 8:
-        raise UnsupportedDtypeError(
-            f"{where} stores voxels of type {dtype}; emqc reads single-channel greyscale EM "
-            "stored as unsigned or signed integers or floats. Convert the volume to uint8, "
-            "uint16 or float32 first."
-        )
+    intensity.check_dtype(dtype, where=where)
     return dtype.newbyteorder("=")
 
 

@@ -17,7 +17,7 @@ from emqc.errors import (
 )
 
 from ._base import VolumeSource
-from ._util import box_shape, check_dtype, checked, files_under, short_list, to_nm, voxel_size
+from ._util import check_dtype, files_under, short_list, to_nm, voxel_size
 
 #: Files that mark a folder as a Zarr node.
 ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup")
@@ -104,10 +104,7 @@ class ZarrSource(VolumeSource):
                 to_nm(scale[i], u) for i, u in zip(spatial, units, strict=True)
             )
 
-    def read(self, z: slice, y: slice, x: slice) -> np.ndarray:
-        shape = box_shape(z, y, x)
-        if 0 in shape:
-            return np.empty(shape, dtype=self.dtype)
+    def _read(self, z: slice, y: slice, x: slice) -> np.ndarray:
         index: list[Any] = [0] * self._ndim
         for i, s in zip(self._spatial, (z, y, x), strict=True):
             index[i] = s
@@ -119,7 +116,7 @@ class ZarrSource(VolumeSource):
                 f"{self._array_dir} could not be read (zarr: {exc}); a chunk is truncated or "
                 "corrupt. Re-copy the array and rerun."
             ) from exc
-        return checked(out, z, y, x, self.dtype, self._array_dir)
+        return out
 
     def files(self) -> list[Path]:
         """The array's files, plus the group metadata files of an OME-Zarr image."""
