@@ -119,7 +119,9 @@ def _describe(row: dict) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes-gb", default="1,4.3", help="input sizes in GB (default 1,4.3; 4.3 GB = 4.0 GiB)")
+    parser.add_argument(
+        "--sizes-gb", default="1,4.3", help="input sizes in GB (default 1,4.3; 4.3 GB = 4.0 GiB)"
+    )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/emqc-bench-ingest"))
     parser.add_argument("--keep", action="store_true", help="keep generated stacks and outputs")
     args = parser.parse_args()

@@ -248,7 +248,10 @@ def verify_volume(
     manifest = read_manifest(root)
     on_disk = set(_list_files(root))
     expected = {f.path: f for f in manifest.files}
-    missing = sorted(p for p in expected if p not in on_disk)
+    # Chunks the arrays' own metadata implies must be listed too: a chunk deleted together
+    # with its manifest line (and a recomputed root digest) is still missing.
+    implied = _implied_chunk_files(root)
+    missing = sorted({p for p in expected if p not in on_disk} | (implied - expected.keys()))
     unexpected = sorted(p for p in on_disk if p not in expected)
     present = [expected[p] for p in sorted(expected) if p in on_disk]
     if mode == "digests":
@@ -259,6 +262,17 @@ def verify_volume(
     return VerificationReport(
         root, manifest, mode, len(expected), tuple(missing), tuple(altered), tuple(unexpected)
     )
+
+
+def _implied_chunk_files(root: Path) -> set[str]:
+    """Chunk files every level's ``zarr.json`` implies (empty if the metadata is unreadable)."""
+    from .omezarr import chunk_keys, open_image
+
+    try:
+        _, arrays = open_image(root, strict=False)
+    except (IncompleteVolumeError, OSError, ValueError, KeyError):
+        return set()  # damaged metadata is reported as an altered file
+    return {f"{arr.path}/{key}" for arr in arrays for key in chunk_keys(arr)}
 
 
 def _digest_paths(root: Path, rels: list[str], *, workers: int | None = None) -> list[FileDigest]:

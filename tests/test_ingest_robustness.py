@@ -258,3 +258,37 @@ def test_killed_ingest_leaves_nothing_complete_and_rerun_restarts_cleanly(medull
     assert rerun.returncode == 0, rerun.stderr
     assert ("did not finish" in rerun.stderr) == had_partial  # it said what it found
     assert read_manifest(dest).root_digest == expected
+
+
+# --- provenance -----------------------------------------------------------------------------
+
+
+def test_provenance_records_source_digests_operator_time_and_voxel_size(slices, tmp_path):
+    import hashlib
+    from datetime import UTC, datetime
+
+    import emqc
+
+    dest = tmp_path / "out.ome.zarr"
+    result = run_cli(
+        "ingest",
+        str(slices),
+        str(dest),
+        "--voxel-size",
+        "8,6,6",
+        "--operator",
+        "Ada L.",
+        "--no-progress",
+    )
+    assert result.exit_code == 0, result.output
+    prov = read_manifest(dest).provenance
+    files = sorted(slices.iterdir())
+    assert [Path(f["path"]) for f in prov["source"]["files"]] == files
+    for entry, path in zip(prov["source"]["files"], files, strict=True):
+        assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert entry["size"] == path.stat().st_size
+    assert prov["operator"] == "Ada L." and prov["emqc_version"] == emqc.__version__
+    assert prov["voxel_size_nm"] == [8.0, 6.0, 6.0] and prov["voxel_size_origin"] == "given"
+    created = datetime.fromisoformat(prov["created_utc"])
+    assert created.tzinfo is not None and abs((datetime.now(UTC) - created).total_seconds()) < 120
+    assert prov["source"]["spec"] == str(slices) and prov["source"]["format"] == "tiff-stack"

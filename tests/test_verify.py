@@ -106,3 +106,13 @@ def test_strict_read_raises_where_zarr_would_return_zeros(volume, medulla):
         vol.read((200, 200, 200), (10, 10, 10))
     # chunks that are still there read normally
     np.testing.assert_array_equal(vol.read((0, 0, 0), (8, 8, 8)), medulla.image[:8, :8, :8])
+
+
+def test_chunk_removed_from_disk_and_manifest_is_still_missing(volume):
+    from emqc.manifest import FileDigest, write_manifest
+
+    manifest = json.loads((volume / MANIFEST_NAME).read_text())
+    (volume / "0" / "c" / "0" / "0" / "1").unlink()
+    files = [FileDigest(**f) for f in manifest["files"] if f["path"] != "0/c/0/0/1"]
+    write_manifest(volume, files, manifest["provenance"])  # a consistent, forged manifest
+    assert verify_volume(volume).missing == ("0/c/0/0/1",)
