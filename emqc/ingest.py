@@ -331,7 +331,11 @@ def _publish(staging: Path, dest: Path) -> None:
     if dest.exists():
         old = dest.with_name(f".{dest.name}.emqc-old-{uuid.uuid4().hex[:8]}")
         os.replace(dest, old)
-        os.replace(staging, dest)
+        try:
+            os.replace(staging, dest)
+        except OSError:
+            os.replace(old, dest)  # put the old volume back before reporting the failure
+            raise
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(staging, dest)

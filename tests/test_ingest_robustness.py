@@ -292,3 +292,24 @@ def test_provenance_records_source_digests_operator_time_and_voxel_size(slices, 
     created = datetime.fromisoformat(prov["created_utc"])
     assert created.tzinfo is not None and abs((datetime.now(UTC) - created).total_seconds()) < 120
     assert prov["source"]["spec"] == str(slices) and prov["source"]["format"] == "tiff-stack"
+
+
+def test_failed_final_rename_puts_the_old_volume_back(slices, tmp_path, monkeypatch):
+    import errno
+
+    dest = tmp_path / "out.ome.zarr"
+    ingest(str(slices), dest, voxel_size_nm=(8, 8, 8), progress=False)
+    before = read_manifest(dest).root_digest
+    real_replace = os.replace
+
+    def failing_publish(src, dst):
+        if str(src).endswith(".emqc-partial"):
+            raise OSError(errno.EIO, "simulated I/O error")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_publish)
+    with pytest.raises(OSError, match="simulated"):
+        ingest(str(slices), dest, voxel_size_nm=(8, 8, 6), overwrite=True, progress=False)
+    monkeypatch.undo()
+    assert read_manifest(dest).root_digest == before  # the old volume is back, unchanged
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.ome.zarr", "slices"]
