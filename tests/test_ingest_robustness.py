@@ -313,3 +313,22 @@ def test_failed_final_rename_puts_the_old_volume_back(slices, tmp_path, monkeypa
     monkeypatch.undo()
     assert read_manifest(dest).root_digest == before  # the old volume is back, unchanged
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.ome.zarr", "slices"]
+
+
+def test_ingest_prints_progress_and_a_summary(slices, tmp_path):
+    for attempt in range(2):  # a second invocation in the same process still prints
+        dest = tmp_path / f"out{attempt}.ome.zarr"
+        result = run_cli("ingest", str(slices), str(dest), "--voxel-size", "8")
+        assert result.exit_code == 0
+        assert "Writing level 0 (12×40×48)" in result.stderr
+        assert "root digest     sha256:" in result.stdout
+    quiet = run_cli(
+        "-q",
+        "ingest",
+        str(slices),
+        str(tmp_path / "q.ome.zarr"),
+        "--voxel-size",
+        "8",
+        "--no-progress",
+    )
+    assert quiet.exit_code == 0 and quiet.stderr == ""

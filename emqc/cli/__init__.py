@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import warnings
 from typing import Any
 
@@ -48,6 +47,13 @@ class _Group(click.Group):
             ctx.exit(3)
 
 
+class _StderrHandler(logging.Handler):
+    """Log records as plain lines on the *current* standard error (looked up per record)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=True)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
     click.echo(f"warning: {message}", err=True)
 
@@ -58,8 +64,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):  #
 def cli(quiet: bool) -> None:
     """emqc: preservation quality of brain tissue from 3D electron microscopy."""
     logger = logging.getLogger("emqc")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
