@@ -32,11 +32,16 @@ def run_cli(*args: str):
 
 
 def assert_clear_error(result, *needles: str, code: int = 2) -> None:
+    """Exit ``code``; an ``error:`` paragraph (after any progress lines) naming ``needles``; no traceback."""
     err = result.stderr
     assert result.exit_code == code, (result.exit_code, result.output)
-    assert err.startswith("error: ") and "Traceback" not in result.output
+    assert "Traceback" not in result.output
+    lines = err.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith("error: ")]
+    assert len(starts) == 1, err
+    message = "\n".join(lines[starts[0] :])
     for needle in needles:
-        assert needle in err, f"{needle!r} not in: {err}"
+        assert needle in message, f"{needle!r} not in: {message}"
 
 
 def nothing_written(dest: Path) -> bool:
