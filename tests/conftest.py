@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,49 +10,35 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from emqc import datasets
+from emqc.errors import SourceNotFoundError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def data_root() -> Path:
-    """Folder of the real EM volumes: ``$EMQC_DATA``, else ``../shared/data`` beside the repo."""
-    env = os.environ.get("EMQC_DATA")
-    return Path(env) if env else (REPO_ROOT.parent / "shared" / "data")
-
-
-@dataclass(frozen=True)
-class RealVolume:
-    """A real EM volume read from ``EMQC_DATA`` with its voxel size in nm (z, y, x)."""
-
-    path: Path
-    image: np.ndarray
-    voxel_size_nm: tuple[float, float, float]
-
-
-def _load(relpath: str) -> RealVolume:
-    path = data_root() / relpath
-    if not path.is_file():
-        pytest.skip(f"real EM data not found at {path}; set EMQC_DATA to the shared data folder")
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        raw = f["raw"]
-        image = raw[...]
-        # The attribute sits on the dataset in some files and on the file in others.
-        attrs = raw.attrs if "resolution_nm_zyx" in raw.attrs else f.attrs
-        res = tuple(float(v) for v in attrs["resolution_nm_zyx"])
-    return RealVolume(path=path, image=image, voxel_size_nm=res)  # type: ignore[arg-type]
+def _load(name: str) -> datasets.RealVolume:
+    try:
+        return datasets.load(name)
+    except SourceNotFoundError as exc:
+        pytest.skip(f"real EM data not available: {exc.message}")
 
 
 @pytest.fixture(scope="session")
-def medulla() -> RealVolume:
-    """The isotropic 10 nm FIB-SEM cube (250³ uint8, Drosophila medulla, Janelia FlyEM)."""
-    return _load("medulla-fib-10nm/medulla_fib_10nm_250cube.h5")
+def medulla() -> datasets.RealVolume:
+    """The isotropic 10 nm FIB-SEM cube (250³ uint8, Drosophila medulla, Janelia FlyEM), with neuron ids."""
+    return _load("medulla")
 
 
 @pytest.fixture(scope="session")
-def vnc() -> RealVolume:
-    """The serial-section TEM stack (20×1024×1024 uint8, 50×4.6×4.6 nm, Drosophila VNC)."""
-    return _load("vnc-sstem/vnc_sstem_stack1.h5")
+def vnc() -> datasets.RealVolume:
+    """The ssTEM stack (20×1024×1024 uint8, 50×4.6×4.6 nm, Drosophila VNC), with membrane/synapse labels."""
+    return _load("vnc")
+
+
+@pytest.fixture(scope="session")
+def isbi() -> datasets.RealVolume:
+    """The ISBI 2012 training stack (30×512×512 uint8, 50×4×4 nm), with membrane labels."""
+    return _load("isbi")
 
 
 @pytest.fixture(autouse=True)
@@ -270,4 +255,4 @@ def export_volume():
 @pytest.fixture(scope="session", params=KINDS)
 def exported(request, medulla, tmp_path_factory) -> tuple[Export, np.ndarray]:
     root = tmp_path_factory.mktemp(request.param)
-    return _export(request.param, medulla.image, root), medulla.image
+    return _export(request.param, medulla.raw, root), medulla.raw

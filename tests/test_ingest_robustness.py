@@ -204,7 +204,7 @@ def test_disk_full_gives_clear_error_and_removes_partial_output(tiny_disk, medul
             OutOfSpaceError, match=r"ran out of disk space writing .*cube\.ome\.zarr.*Free at least"
         ),
     ):
-        ingest(ArraySource(medulla.image, voxel_size_nm=(10, 10, 10)), dest, progress=False)
+        ingest(ArraySource(medulla.raw, voxel_size_nm=(10, 10, 10)), dest, progress=False)
     assert nothing_written(dest)
     assert not any(tiny_disk.iterdir())
 
@@ -216,7 +216,7 @@ def _ingest_cmd(src: str, dest: Path) -> list[str]:
 @pytest.mark.slow
 def test_killed_ingest_leaves_nothing_complete_and_rerun_restarts_cleanly(medulla, tmp_path):
     # A 500³ volume (the real cube tiled 2x2x2) takes a few seconds to ingest.
-    big = np.tile(medulla.image, (2, 2, 2))
+    big = np.tile(medulla.raw, (2, 2, 2))
     src = tmp_path / "big.h5"
     with h5py.File(src, "w") as f:
         f.create_dataset("raw", data=big, chunks=(64, 64, 64)).attrs["resolution_nm_zyx"] = [

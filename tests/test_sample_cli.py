@@ -25,7 +25,7 @@ def half_empty(medulla, tmp_path_factory) -> Path:
     rng = np.random.default_rng(0)
     resin = np.clip(rng.normal(200, 6, size=(250, 250, 150)), 0, 255).astype(np.uint8)
     padding = np.zeros((250, 250, 100), np.uint8)
-    image = np.concatenate([medulla.image, resin, padding], axis=2)
+    image = np.concatenate([medulla.raw, resin, padding], axis=2)
     dest = tmp_path_factory.mktemp("sample") / "half.ome.zarr"
     ingest(ArraySource(image, voxel_size_nm=(10, 10, 10)), dest, progress=False)
     return dest

@@ -91,16 +91,16 @@ class TestConformance:
 
 @pytest.mark.realdata
 def test_relative_glob_and_path(medulla, tmp_path, write_tiff_stack):
-    write_tiff_stack(medulla.image[:12, :40, :50], tmp_path / "rel")
+    write_tiff_stack(medulla.raw[:12, :40, :50], tmp_path / "rel")
     for spec in ("rel/*.tif", "rel", Path("rel")):
         src = open_source(spec)
         assert src.shape == (12, 40, 50)
-        assert np.array_equal(src[:, :, :], medulla.image[:12, :40, :50])
+        assert np.array_equal(src[:, :, :], medulla.raw[:12, :40, :50])
 
 
 @pytest.mark.realdata
 def test_ome_zarr_level_folder_takes_parent_scale(medulla, tmp_path, export_volume):
-    exp = export_volume("ome-zarr", medulla.image[:40, :40, :40], tmp_path)
+    exp = export_volume("ome-zarr", medulla.raw[:40, :40, :40], tmp_path)
     level = open_source(Path(exp.spec) / "s1")  # half resolution: 20 nm
     assert level.format == "ome-zarr" and level.shape == (20, 20, 20)
     assert level.voxel_size_nm == (20.0, 20.0, 20.0)
@@ -113,7 +113,7 @@ def test_hdf5_single_3d_dataset_needs_no_name(medulla, tmp_path):
     import h5py
 
     with h5py.File(tmp_path / "one.h5", "w") as f:
-        f["raw"] = medulla.image[:8, :16, :16]
+        f["raw"] = medulla.raw[:8, :16, :16]
         f.attrs["element_size_um"] = (0.04, 0.004, 0.004)  # on the file, in µm
     src = open_source(tmp_path / "one.h5")
     assert src.describe()["dataset"] == "/raw"
@@ -197,7 +197,7 @@ def test_ome_zarr_v04_in_zarr_v2_with_channel_axis(medulla, tmp_path):
         warnings.filterwarnings("ignore", "Call to deprecated class Scaler", DeprecationWarning)
         from ome_zarr.format import FormatV04
         from ome_zarr.writer import write_image
-    crop = medulla.image[:20, :30, :40]
+    crop = medulla.raw[:20, :30, :40]
 
     def write(name: str, image: np.ndarray) -> Path:
         write_image(

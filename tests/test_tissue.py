@@ -39,14 +39,14 @@ def synthetic_tissue(shape: tuple[int, ...], *, seed: int) -> np.ndarray:
 @pytest.mark.realdata
 @pytest.mark.parametrize("factor", [4, 8])
 def test_real_fibsem_cube_is_tissue(medulla, factor):
-    image = block_mean(medulla.image, (factor,) * 3)
+    image = block_mean(medulla.raw, (factor,) * 3)
     voxel = tuple(v * factor for v in medulla.voxel_size_nm)
     assert tissue_mask(image, voxel_size_nm=voxel).mean() >= 0.98
 
 
 @pytest.mark.realdata
 def test_real_sstem_stack_is_tissue(vnc):
-    image = block_mean(vnc.image, (1, 8, 8))
+    image = block_mean(vnc.raw, (1, 8, 8))
     z, y, x = vnc.voxel_size_nm
     assert tissue_mask(image, voxel_size_nm=(z, 8 * y, 8 * x)).mean() >= 0.98
 
@@ -56,7 +56,7 @@ def test_real_sstem_stack_is_tissue(vnc):
 @pytest.mark.parametrize(("level", "sigma"), [(190, 6), (190, 20), (130, 30), (70, 20)])
 def test_real_tissue_beside_resin_and_padding(medulla, factor, level, sigma):
     # x: 240 voxels of tissue, 160 of resin, 48 of 0-padding, 48 of 255-padding (10 nm).
-    tissue = medulla.image[:240, :240, :240]
+    tissue = medulla.raw[:240, :240, :240]
     volume = np.concatenate(
         [
             tissue,
@@ -79,7 +79,7 @@ def test_real_tissue_framed_by_padding_keeps_padding_out(medulla):
     # A thin strip of resin between tissue and padding cannot hide behind the padding.
     volume = np.zeros((240, 320, 320), np.uint8)
     volume[:, 40:280, 40:280] = resin((240, 240, 240), level=190, sigma=20, seed=1)
-    volume[:, 72:248, 72:248] = medulla.image[:240, :176, :176]
+    volume[:, 72:248, 72:248] = medulla.raw[:240, :176, :176]
     truth = np.zeros(volume.shape, bool)
     truth[:, 72:248, 72:248] = True
     mask = tissue_mask(block_mean(volume, (4, 4, 4)), voxel_size_nm=(40.0,) * 3)

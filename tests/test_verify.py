@@ -18,7 +18,7 @@ from emqc.volume import open_volume
 @pytest.fixture(scope="module")
 def pristine(medulla, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("verify") / "cube.ome.zarr"
-    ingest(ArraySource(medulla.image, voxel_size_nm=medulla.voxel_size_nm), path, progress=False)
+    ingest(ArraySource(medulla.raw, voxel_size_nm=medulla.voxel_size_nm), path, progress=False)
     return path
 
 
@@ -100,12 +100,12 @@ def test_open_volume_refuses_missing_chunk(volume):
 
 def test_strict_read_raises_where_zarr_would_return_zeros(volume, medulla):
     vol = open_volume(volume)
-    np.testing.assert_array_equal(vol.read((0, 0, 0), (250, 250, 250)), medulla.image)
+    np.testing.assert_array_equal(vol.read((0, 0, 0), (250, 250, 250)), medulla.raw)
     (volume / "0" / "c" / "1" / "1" / "1").unlink()  # disappears after opening
     with pytest.raises(MissingChunkError, match="0/c/1/1/1"):
         vol.read((200, 200, 200), (10, 10, 10))
     # chunks that are still there read normally
-    np.testing.assert_array_equal(vol.read((0, 0, 0), (8, 8, 8)), medulla.image[:8, :8, :8])
+    np.testing.assert_array_equal(vol.read((0, 0, 0), (8, 8, 8)), medulla.raw[:8, :8, :8])
 
 
 def test_chunk_removed_from_disk_and_manifest_is_still_missing(volume):
