@@ -1,0 +1,172 @@
+"""Tiled inference of a trained network on one block, in bounded memory.
+
+1. Check the block's voxel size against the network's working resolution and
+   resample the block to it (linear interpolation); a voxel size more than 2×
+   away from it is refused rather than silently mis-scored.
+2. Cut the block into tiles whose origins lie on the U-Net's pooling grid and
+   that overlap by a halo wider than the network's receptive-field radius, so
+   that stitching the tiles' centres gives the same output as running the whole
+   block at once (checked by a test).
+3. Run the tiles in batches under ``torch.inference_mode`` with an explicit
+   thread count (Dask's LocalCluster sets ``OMP_NUM_THREADS=1`` in its parent).
+4. Stitch, apply the sigmoid, and resample back to the block's own grid.
+
+A 2D network runs section by section along z.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from ..errors import InputError
+from ._augment import to_unit
+from ._train import WEIGHTS_DIR, load_network
+from ._unet import UNet
+
+__all__ = ["Predictor", "MAX_RESAMPLING"]
+
+#: Largest factor between a block's voxel size and the network's working voxel size.
+MAX_RESAMPLING = 2.0
+
+
+class Predictor:
+    """A trained network ready to predict probability maps for blocks.
+
+    Parameters
+    ----------
+    net : UNet
+        A network in eval mode.
+    tile : int
+        Tile edge at working resolution (a multiple of the network's size multiple).
+    halo : int
+        Overlap on each side of a tile, in voxels at working resolution.
+    threads : int, optional
+        Torch threads (default: all cores).
+    """
+
+    def __init__(
+        self, net: UNet, *, tile: int = 96, halo: int = 24, threads: int | None = None
+    ) -> None:
+        m = net.size_multiple
+        if tile % m or halo % m or tile <= 2 * halo:
+            raise ValueError(
+                f"tile ({tile}) and halo ({halo}) must be multiples of {m} with tile > 2*halo"
+            )
+        self.net, self.tile, self.halo, self.threads = net.eval(), tile, halo, threads
+
+    @classmethod
+    def load(cls, name_or_path: str | Path, **kwargs) -> Predictor:  # type: ignore[no-untyped-def]
+        """Load committed weights by network name (``"fibsem3d"``) or from a path."""
+        path = Path(name_or_path)
+        if not path.suffix:
+            path = WEIGHTS_DIR / f"{name_or_path}.pt"
+        net, _ = load_network(path)
+        return cls(net, **kwargs)
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        return self.net.config.heads
+
+    def predict(
+        self, raw: np.ndarray, *, voxel_size_nm: tuple[float, float, float]
+    ) -> dict[str, np.ndarray]:
+        """Probability map per head for one block.
+
+        Parameters
+        ----------
+        raw : (Z, Y, X) ndarray of uint8
+        voxel_size_nm : (3,) tuple of float
+
+        Returns
+        -------
+        dict of str to (Z, Y, X) ndarray of float32 in [0, 1]
+
+        Raises
+        ------
+        emqc.errors.InputError
+            When the voxel size is more than 2× from the network's working
+            resolution, or (3D network) the block is strongly anisotropic.
+        """
+        if raw.ndim != 3:
+            raise ValueError(f"raw must be a (Z, Y, X) block, got shape {raw.shape}")
+        zoom = self._zoom(voxel_size_nm)
+        image = to_unit(raw)
+        if any(abs(f - 1) > 0.02 for f in zoom):
+            image = ndimage.zoom(image, zoom, order=1, grid_mode=True, mode="nearest")
+        threads = self.threads or torch.get_num_threads()
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            with torch.inference_mode():
+                logits = self._tiled(image) if self.net.config.dims == 3 else self._sections(image)
+        finally:
+            torch.set_num_threads(previous)
+        probs = 1.0 / (1.0 + np.exp(-logits))
+        out = {}
+        for i, head in enumerate(self.heads):
+            p = probs[i]
+            if p.shape != raw.shape:
+                p = ndimage.zoom(p, [a / b for a, b in zip(raw.shape, p.shape, strict=True)], order=1,
+                                 grid_mode=True, mode="nearest")  # fmt: skip
+            out[head] = np.clip(p, 0.0, 1.0).astype(np.float32)
+        return out
+
+    def _zoom(self, voxel_size_nm: tuple[float, float, float]) -> tuple[float, float, float]:
+        work = self.net.config.working_voxel_nm
+        dims = self.net.config.dims
+        axes = (0, 1, 2) if dims == 3 else (1, 2)
+        for a in axes:
+            ratio = voxel_size_nm[a] / work
+            if not 1 / MAX_RESAMPLING <= ratio <= MAX_RESAMPLING:
+                raise InputError(
+                    f"voxel size {tuple(voxel_size_nm)} nm is too far from the {work:g} nm this network "
+                    f"works at (more than {MAX_RESAMPLING:g}x); scores would not be valid. Score a pyramid "
+                    "level closer to it, or resample the volume first."
+                )
+        return tuple(voxel_size_nm[a] / work if a in axes else 1.0 for a in range(3))  # type: ignore[return-value]
+
+    def _run(self, tiles: list[np.ndarray]) -> np.ndarray:
+        x = torch.from_numpy(np.stack(tiles)[:, None])
+        return self.net(x).float().numpy()
+
+    def _tiled(self, image: np.ndarray) -> np.ndarray:
+        """Overlapping tiles on the pooling grid; returns logits (heads, *image.shape)."""
+        return _stitch(
+            image, self.tile, self.halo, len(self.heads), self._run, self.net.size_multiple
+        )
+
+    def _sections(self, image: np.ndarray) -> np.ndarray:
+        out = np.empty((len(self.heads), *image.shape), dtype=np.float32)
+        for z in range(image.shape[0]):
+            out[:, z] = _stitch(
+                image[z], self.tile, self.halo, len(self.heads), self._run, self.net.size_multiple
+            )
+        return out
+
+
+def _stitch(image, tile, halo, n_out, run, multiple, batch: int = 4):  # type: ignore[no-untyped-def]
+    """Run ``run`` on overlapping tiles of ``image`` and keep each tile's centre."""
+    core = tile - 2 * halo
+    # Pad to whole cores plus the halo, and to the pooling grid.
+    padded_shape = [max(tile, math.ceil(n / core) * core + 2 * halo) for n in image.shape]
+    padded_shape = [math.ceil(s / multiple) * multiple for s in padded_shape]
+    pad = [(halo, s - n - halo) for s, n in zip(padded_shape, image.shape, strict=True)]
+    padded = np.pad(image, pad, mode="reflect" if min(image.shape) > halo else "edge")
+    out = np.empty((n_out, *image.shape), dtype=np.float32)
+    starts = [range(0, max(1, n), core) for n in image.shape]
+    jobs = list(np.ndindex(*[len(s) for s in starts]))
+    for i in range(0, len(jobs), batch):
+        chunk = jobs[i : i + batch]
+        origins = [tuple(starts[a][j[a]] for a in range(image.ndim)) for j in chunk]
+        tiles = [padded[tuple(slice(o, o + tile) for o in org)] for org in origins]
+        logits = run(tiles)
+        for org, res in zip(origins, logits, strict=True):
+            dst = tuple(slice(o, min(o + core, n)) for o, n in zip(org, image.shape, strict=True))
+            src = tuple(slice(halo, halo + (d.stop - d.start)) for d in dst)
+            out[(slice(None), *dst)] = res[(slice(None), *src)]
+    return out

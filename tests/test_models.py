@@ -1,0 +1,100 @@
+"""The networks' building blocks: architecture, targets, augmentation, saving, tiled inference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from emqc.errors import InputError
+from emqc.models import Predictor, UNet, UNetConfig
+from emqc.models._augment import CropSampler
+from emqc.models._infer import _stitch
+from emqc.models._targets import boundary_from_ids
+from emqc.models._train import load_network, save_network
+
+
+def tiny(dims: int, heads=("boundary",), working=10.0) -> UNet:
+    torch.manual_seed(0)
+    return UNet(
+        UNetConfig(dims=dims, heads=heads, base_channels=4, depth=2, working_voxel_nm=working)
+    ).eval()
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_unet_output_has_one_channel_per_head_and_the_input_shape(dims):
+    net = tiny(dims, heads=("a", "b", "c"))
+    x = torch.rand(2, 1, *([16] * dims))
+    assert net(x).shape == (2, 3, *([16] * dims))
+
+
+def test_unet_rejects_bad_configs():
+    with pytest.raises(ValueError, match="dims"):
+        UNet(UNetConfig(dims=4, heads=("a",)))
+    with pytest.raises(ValueError, match="heads"):
+        UNet(UNetConfig(dims=3, heads=()))
+
+
+def test_boundary_from_ids_marks_both_sides_and_scales_with_voxel_size():
+    ids = np.zeros((4, 4, 8), np.uint32)
+    ids[..., 4:] = 1
+    b10 = boundary_from_ids(ids, voxel_size_nm=(10, 10, 10), width_nm=20)
+    assert b10[..., 3].all() and b10[..., 4].all() and b10.sum() == 2 * 16
+    b5 = boundary_from_ids(ids, voxel_size_nm=(5, 5, 5), width_nm=20)  # 20 nm = 4 voxels
+    assert b5[..., 2:6].all() and b5.sum() == 4 * 16
+
+
+def test_crop_sampler_keeps_image_and_targets_aligned():
+    rng = np.random.default_rng(0)
+    image = rng.random((40, 40, 40)).astype(np.float32)
+    target = image > 0.5
+    sampler = CropSampler(image, {"t": target}, crop=(16, 16, 16), rng=rng)
+    sampler.aug = type(sampler.aug)(
+        rescale_p=0.0, intensity_p=0.0, blur_p=0.0, noise_p=0.0, invert_p=0.0
+    )
+    for _ in range(5):
+        img, tgt = sampler.sample()
+        assert img.shape == tgt["t"].shape == (16, 16, 16)
+        np.testing.assert_array_equal(img > 0.5, tgt["t"] > 0.5)
+
+
+def test_save_and_load_round_trip(tmp_path):
+    net = tiny(3)
+    save_network(net, tmp_path / "n.pt", training={"note": "test"})
+    loaded, info = load_network(tmp_path / "n.pt")
+    assert info == {"note": "test"} and loaded.config == net.config
+    x = torch.rand(1, 1, 16, 16, 16)
+    torch.testing.assert_close(loaded(x), net(x), atol=2e-2, rtol=0)  # weights stored as float16
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_tiled_inference_equals_one_tile(dims):
+    net = tiny(dims)
+    rng = np.random.default_rng(1)
+    image = rng.random((44,) * dims).astype(np.float32)
+
+    def run(tiles):
+        with torch.inference_mode():
+            return net(torch.from_numpy(np.stack(tiles)[:, None])).numpy()
+
+    whole = _stitch(image, 80, 16, 1, run, net.size_multiple)  # one tile covers it all
+    tiled = _stitch(image, 48, 16, 1, run, net.size_multiple)  # 3 tiles per axis
+    np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+def test_predictor_resamples_and_refuses_far_voxel_sizes():
+    predictor = Predictor(tiny(3, heads=("boundary", "extracellular")), tile=32, halo=8)
+    raw = np.random.default_rng(2).integers(0, 255, (20, 24, 28), dtype=np.uint8)
+    out = predictor.predict(raw, voxel_size_nm=(8.0, 8.0, 8.0))
+    assert set(out) == {"boundary", "extracellular"}
+    for p in out.values():
+        assert p.shape == raw.shape and p.dtype == np.float32 and 0 <= p.min() and p.max() <= 1
+    with pytest.raises(InputError, match="too far from the 10 nm"):
+        predictor.predict(raw, voxel_size_nm=(40.0, 40.0, 40.0))
+
+
+def test_2d_predictor_runs_per_section():
+    predictor = Predictor(tiny(2, heads=("membrane", "synapse"), working=9.0), tile=32, halo=8)
+    raw = np.random.default_rng(3).integers(0, 255, (3, 30, 30), dtype=np.uint8)
+    out = predictor.predict(raw, voxel_size_nm=(50.0, 9.0, 9.0))
+    assert out["synapse"].shape == raw.shape
