@@ -89,7 +89,7 @@ def test_predictor_resamples_and_refuses_far_voxel_sizes():
     assert set(out) == {"boundary", "extracellular"}
     for p in out.values():
         assert p.shape == raw.shape and p.dtype == np.float32 and 0 <= p.min() and p.max() <= 1
-    with pytest.raises(InputError, match="too far from the 10 nm"):
+    with pytest.raises(InputError, match="too far from the 10 nm.*accepted: 2.5 to 16 nm"):
         predictor.predict(raw, voxel_size_nm=(40.0, 40.0, 40.0))
 
 

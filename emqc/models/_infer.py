@@ -1,8 +1,10 @@
 """Tiled inference of a trained network on one block, in bounded memory.
 
 1. Check the block's voxel size against the network's working resolution and
-   resample the block to it (linear interpolation); a voxel size more than 2×
-   away from it is refused rather than silently mis-scored.
+   resample the block to it (linear interpolation). Finer voxels are averaged
+   down by up to 4× (nothing the network needs is lost); coarser voxels are
+   interpolated up by at most 1.6× (e.g. 16 nm data for a 10 nm network);
+   anything farther is refused rather than silently mis-scored.
 2. Cut the block into tiles whose origins lie on the U-Net's pooling grid and
    that overlap by a halo wider than the network's receptive-field radius, so
    that stitching the tiles' centres gives the same output as running the whole
@@ -28,10 +30,10 @@ from ._augment import to_unit
 from ._train import WEIGHTS_DIR, load_network
 from ._unet import UNet
 
-__all__ = ["Predictor", "MAX_RESAMPLING"]
+__all__ = ["Predictor", "VOXEL_RATIO_RANGE"]
 
-#: Largest factor between a block's voxel size and the network's working voxel size.
-MAX_RESAMPLING = 2.0
+#: Accepted range of (block voxel size) / (network working voxel size), per axis.
+VOXEL_RATIO_RANGE = (0.25, 1.6)
 
 
 class Predictor:
@@ -89,8 +91,8 @@ class Predictor:
         Raises
         ------
         emqc.errors.InputError
-            When the voxel size is more than 2× from the network's working
-            resolution, or (3D network) the block is strongly anisotropic.
+            When the voxel size is outside :data:`VOXEL_RATIO_RANGE` times the
+            network's working resolution on any axis it sees.
         """
         if raw.ndim != 3:
             raise ValueError(f"raw must be a (Z, Y, X) block, got shape {raw.shape}")
@@ -122,11 +124,12 @@ class Predictor:
         axes = (0, 1, 2) if dims == 3 else (1, 2)
         for a in axes:
             ratio = voxel_size_nm[a] / work
-            if not 1 / MAX_RESAMPLING <= ratio <= MAX_RESAMPLING:
+            lo, hi = VOXEL_RATIO_RANGE
+            if not lo <= ratio <= hi:
                 raise InputError(
                     f"voxel size {tuple(voxel_size_nm)} nm is too far from the {work:g} nm this network "
-                    f"works at (more than {MAX_RESAMPLING:g}x); scores would not be valid. Score a pyramid "
-                    "level closer to it, or resample the volume first."
+                    f"works at (accepted: {lo * work:g} to {hi * work:g} nm); scores would not be valid. "
+                    "Score a pyramid level closer to it, or resample the volume first."
                 )
         return tuple(voxel_size_nm[a] / work if a in axes else 1.0 for a in range(3))  # type: ignore[return-value]
 
