@@ -11,7 +11,7 @@ from emqc.models import Predictor, UNet, UNetConfig
 from emqc.models._augment import CropSampler
 from emqc.models._infer import _stitch
 from emqc.models._targets import boundary_from_ids
-from emqc.models._train import load_network, save_network
+from emqc.models._train import WEIGHTS_DIR, load_network, save_network
 
 
 def tiny(dims: int, heads=("boundary",), working=10.0) -> UNet:
@@ -98,3 +98,18 @@ def test_2d_predictor_runs_per_section():
     raw = np.random.default_rng(3).integers(0, 255, (3, 30, 30), dtype=np.uint8)
     out = predictor.predict(raw, voxel_size_nm=(50.0, 9.0, 9.0))
     assert out["synapse"].shape == raw.shape
+
+
+@pytest.mark.parametrize("path", sorted(WEIGHTS_DIR.glob("*.pt")), ids=lambda p: p.stem)
+def test_committed_weights_load_safely_and_are_small(path):
+    net, training = load_network(path)  # torch.load(weights_only=True)
+    assert path.stat().st_size < 5_000_000
+    assert set(training) >= {"datasets", "split", "iterations", "seed", "torch"}
+    assert isinstance(training["torch"], str)
+    x = torch.rand(1, 1, *([net.size_multiple * 2] * net.config.dims))
+    with torch.inference_mode():
+        assert net(x).shape[1] == len(net.config.heads)
+
+
+def test_weights_are_committed():
+    assert (WEIGHTS_DIR / "fibsem3d.pt").is_file()

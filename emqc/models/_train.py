@@ -198,7 +198,7 @@ def train(
         "seed": seed,
         "seconds": round(time.perf_counter() - t0, 1),
         "final_loss": round(running, 5),
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
     }
     save_network(net, path, training=info)
     log.info("saved %s (%d parameters) to %s", name, sum(p.numel() for p in net.parameters()), path)
