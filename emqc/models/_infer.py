@@ -49,17 +49,31 @@ class Predictor:
         Overlap on each side of a tile, in voxels at working resolution.
     threads : int, optional
         Torch threads (default: all cores).
+    bf16 : bool, optional
+        Run under bfloat16 autocast (faster on CPUs with AVX512-BF16; check accuracy).
     """
 
     def __init__(
-        self, net: UNet, *, tile: int = 96, halo: int = 24, threads: int | None = None
+        self,
+        net: UNet,
+        *,
+        tile: int = 128,
+        halo: int = 16,
+        threads: int | None = None,
+        bf16: bool = False,
     ) -> None:
         m = net.size_multiple
         if tile % m or halo % m or tile <= 2 * halo:
             raise ValueError(
                 f"tile ({tile}) and halo ({halo}) must be multiples of {m} with tile > 2*halo"
             )
-        self.net, self.tile, self.halo, self.threads = net.eval(), tile, halo, threads
+        self.net, self.tile, self.halo, self.threads, self.bf16 = (
+            net.eval(),
+            tile,
+            halo,
+            threads,
+            bf16,
+        )
 
     @classmethod
     def load(cls, name_or_path: str | Path, **kwargs) -> Predictor:  # type: ignore[no-untyped-def]
@@ -135,7 +149,8 @@ class Predictor:
 
     def _run(self, tiles: list[np.ndarray]) -> np.ndarray:
         x = torch.from_numpy(np.stack(tiles)[:, None])
-        return self.net(x).float().numpy()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            return self.net(x).float().numpy()
 
     def _tiled(self, image: np.ndarray) -> np.ndarray:
         """Overlapping tiles on the pooling grid; returns logits (heads, *image.shape)."""
