@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..segmentation._watershed import check_number, check_voxel_size, is_planar
+from .._validate import check_number, check_voxel_size, is_planar
 
 __all__ = ["normalize_intensity", "ridge_boundary"]
 

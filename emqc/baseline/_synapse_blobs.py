@@ -24,7 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..segmentation._watershed import check_number, check_voxel_size, is_planar
+from .._validate import check_number, check_voxel_size, is_planar
 from ._ridge import normalize_intensity
 
 __all__ = ["dark_blob_synapses"]

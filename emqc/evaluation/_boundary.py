@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..segmentation._watershed import check_number, check_voxel_size
+from .._validate import check_number, check_voxel_size
 
 __all__ = [
     "BoundaryScore",

@@ -24,7 +24,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
 
-from ..segmentation._watershed import check_number
+from .._validate import check_number
 from ._boundary import _array, _voxel_size
 
 __all__ = ["SynapseScore", "detect_objects", "match_objects", "synapse_prf"]

@@ -14,12 +14,8 @@ from typing import Any, Literal
 import numpy as np
 from skimage import graph
 
-from ._watershed import (
-    check_number,
-    check_probability,
-    relabel_sequential,
-    watershed_from_boundaries,
-)
+from .._validate import check_number, check_probability
+from ._watershed import relabel_sequential, watershed_from_boundaries
 
 __all__ = ["agglomerate", "segment"]
 
