@@ -1,0 +1,138 @@
+"""One block's scores: probability maps → the three preservation scores + imaging quality.
+
+The preservation scores (:mod:`emqc.metrics`) read only the networks' probability
+maps; imaging quality reads the raw block and is reported beside them, never mixed
+in. A score whose map is missing (a network without that head) or that cannot be
+judged on this block is NaN with a flag, so a table keeps every row and a summary
+counts what it could not score instead of hiding it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..metrics import edema, imaging_quality, membrane_integrity, synapse_traceability
+
+__all__ = ["SCORES", "BlockScores", "score_block"]
+
+#: The preservation scores, in table order.
+SCORES = ("membrane_integrity", "edema", "synapse_traceability")
+
+Predict = Callable[[np.ndarray, tuple[float, float, float]], Mapping[str, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class BlockScores:
+    """Scores of one block.
+
+    Attributes
+    ----------
+    membrane_integrity, edema, synapse_traceability : float
+        In [0, 1], or NaN when not judged (see ``flags``). Edema is 0 for well-fixed tissue.
+    imaging_quality : float
+        In [0, 1]; acquisition, not preservation.
+    too_poor_to_judge : bool
+        The image is too poor for the preservation scores to mean anything.
+    flags : tuple of str
+        ``"<score>:<flag>"`` for every flag any metric raised.
+    details : dict
+        Every metric's sub-measures (``to_dict()``), by metric name.
+    """
+
+    membrane_integrity: float
+    edema: float
+    synapse_traceability: float
+    imaging_quality: float
+    too_poor_to_judge: bool
+    flags: tuple[str, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def row(self) -> dict[str, Any]:
+        """Flat record for a table (flags joined by ``;``)."""
+        return {
+            **{name: getattr(self, name) for name in SCORES},
+            "imaging_quality": self.imaging_quality,
+            "too_poor_to_judge": self.too_poor_to_judge,
+            "flags": ";".join(self.flags),
+        }
+
+
+def score_block(
+    raw: np.ndarray,
+    *,
+    voxel_size_nm: tuple[float, float, float],
+    maps: Mapping[str, np.ndarray] | None = None,
+    predict: Predict | None = None,
+) -> BlockScores:
+    """Score one block.
+
+    Parameters
+    ----------
+    raw : (Z, Y, X) ndarray of uint8
+        The block's voxels.
+    voxel_size_nm : (3,) tuple of float
+    maps : mapping of str to (Z, Y, X) float32 ndarray, optional
+        Probability maps ``"boundary"``, ``"extracellular"``, ``"synapse"``; computed
+        with ``predict`` when not given.
+    predict : callable, optional
+        ``predict(raw, voxel_size_nm) -> maps`` (default: the committed networks,
+        :func:`emqc.models._methods.predict`).
+
+    Returns
+    -------
+    BlockScores
+    """
+    if raw.ndim != 3:
+        raise ValueError(f"raw must be a (Z, Y, X) block, got shape {raw.shape}")
+    if maps is None:
+        if predict is None:
+            from ..models._methods import predict as predict_default
+
+            predict = predict_default
+        maps = predict(raw, voxel_size_nm)
+    vox = tuple(float(v) for v in voxel_size_nm)
+    flags: list[str] = []
+    details: dict[str, Any] = {}
+    values: dict[str, float] = {}
+
+    def record(name: str, result: Any) -> None:
+        values[name] = float(result.score)
+        details[name] = result.to_dict()
+        flags.extend(f"{name}:{f}" for f in result.flags)
+
+    boundary = maps.get("boundary")
+    if boundary is None:
+        values["membrane_integrity"] = math.nan
+        flags.append("membrane_integrity:no_boundary_map")
+    else:
+        record("membrane_integrity", membrane_integrity(boundary, voxel_size_nm=vox))
+    if "extracellular" in maps:
+        record("edema", edema(maps["extracellular"], voxel_size_nm=vox, raw=raw))
+    else:
+        values["edema"] = math.nan
+        flags.append("edema:no_extracellular_map")
+    if "synapse" in maps and boundary is not None:
+        record(
+            "synapse_traceability",
+            synapse_traceability(maps["synapse"], boundary, voxel_size_nm=vox),
+        )
+    else:
+        values["synapse_traceability"] = math.nan
+        flags.append("synapse_traceability:no_synapse_map")
+    quality = imaging_quality(raw, voxel_size_nm=vox)
+    details["imaging_quality"] = quality.to_dict()
+    flags.extend(f"imaging_quality:{f}" for f in quality.flags)
+    return BlockScores(
+        membrane_integrity=values["membrane_integrity"],
+        edema=values["edema"],
+        synapse_traceability=values["synapse_traceability"],
+        imaging_quality=float(quality.score),
+        too_poor_to_judge=bool(quality.too_poor_to_judge),
+        flags=tuple(flags),
+        details=details,
+    )
