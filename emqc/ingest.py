@@ -40,6 +40,7 @@ import dask.array as da
 import numpy as np
 
 from . import __version__
+from ._atomic import publish_dir
 from ._compute import compute
 from .errors import IntegrityError, MissingVoxelSizeError, OutOfSpaceError, OutputExistsError
 from .intensity import (
@@ -171,7 +172,7 @@ def ingest(
             ],
         }
         manifest = write_manifest(staging, files, provenance)
-        _publish(staging, dest)
+        publish_dir(staging, dest)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         if exc.errno in _NO_SPACE:
@@ -324,21 +325,6 @@ def _prepare_destination(dest: Path, staging: Path, *, overwrite: bool) -> None:
                 "with --overwrite. Choose another destination or remove it yourself."
             )
     dest.parent.mkdir(parents=True, exist_ok=True)
-
-
-def _publish(staging: Path, dest: Path) -> None:
-    """Rename the finished staging folder to ``dest``, replacing an old volume last."""
-    if dest.exists():
-        old = dest.with_name(f".{dest.name}.emqc-old-{uuid.uuid4().hex[:8]}")
-        os.replace(dest, old)
-        try:
-            os.replace(staging, dest)
-        except OSError:
-            os.replace(old, dest)  # put the old volume back before reporting the failure
-            raise
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, dest)
 
 
 def _check_all_chunks_written(staging: Path, layout: ImageLayout, files: list) -> None:

@@ -193,3 +193,14 @@ def test_non_finite_image_raises():
     image[1, 1, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         tissue_mask(image, voxel_size_nm=(80, 80, 80))
+
+
+def test_a_volume_smaller_than_the_speck_size_keeps_its_tissue():
+    from emqc.pyramid import downsample_mean
+    from emqc.synth import synthetic_neuropil
+
+    # 0.44 µm³ of tissue at 20 nm: smaller than min_component_um3 (1 µm³) as a whole.
+    image = downsample_mean(
+        synthetic_neuropil((48, 96, 96), voxel_size_nm=10.0, seed=1).image, (2, 2, 2)
+    )
+    assert tissue_mask(image, voxel_size_nm=(20.0, 20.0, 20.0)).mean() > 0.95

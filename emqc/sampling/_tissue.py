@@ -292,8 +292,9 @@ def tissue_mask(
     textured &= ~padding
     if max(size) > 1:
         textured = ndi.minimum_filter(textured, size=size, mode="constant", cval=True)
-    # 6. Drop stray components.
-    min_component = math.ceil(min_component_um3 / voxel_um3)
+    # 6. Drop stray components (specks of debris in resin). A component holding a tenth of
+    # the volume is no speck, however small the volume: never drop all of a small block.
+    min_component = min(math.ceil(min_component_um3 / voxel_um3), image.size // 10)
     if min_component > 0:
         textured &= ~_small_components(textured, min_component, full)
     return textured

@@ -1,0 +1,121 @@
+"""``emqc score`` end to end: tables, summary, refusals, atomic output."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+from scipy import ndimage
+
+from emqc.cli import cli
+from emqc.errors import IncompleteVolumeError, OutputExistsError, SamplingError
+from emqc.ingest import ingest
+from emqc.sampling.volume import sample_volume, write_block_list
+from emqc.scoring._run import score_volume
+from emqc.sources._array import ArraySource
+from emqc.synth import synthetic_neuropil
+
+
+def intensity_maps(raw, voxel_size_nm):
+    """A stand-in predictor (fast, deterministic): dark = boundary, pale = extracellular."""
+    img = ndimage.gaussian_filter(raw.astype(np.float32), 1.0)
+    return {
+        "boundary": np.clip((125 - img) / 40, 0, 1).astype(np.float32),
+        "extracellular": np.clip((img - 175) / 30, 0, 1).astype(np.float32),
+        "synapse": np.clip((70 - img) / 30, 0, 1).astype(np.float32),
+    }
+
+
+@pytest.fixture(scope="module")
+def volume(tmp_path_factory) -> Path:
+    vol = synthetic_neuropil((64, 128, 128), voxel_size_nm=10.0, seed=9)
+    dest = tmp_path_factory.mktemp("score") / "synth.ome.zarr"
+    ingest(
+        ArraySource(vol.image, voxel_size_nm=(10, 10, 10), name="synthetic"), dest, progress=False
+    )
+    return dest
+
+
+def test_score_writes_tables_and_summary(volume, tmp_path):
+    run = score_volume(volume, out=tmp_path / "s", n=4, seed=3, block_vox=(32, 32, 32),
+                       predict=intensity_maps, progress=False)  # fmt: skip
+    table = pq.read_table(tmp_path / "s" / "blocks.parquet").to_pylist()
+    assert [r["block_id"] for r in table] == ["B0001", "B0002", "B0003", "B0004"]
+    assert {"z_vox", "z_um", "membrane_integrity", "edema", "synapse_traceability", "imaging_quality",
+            "flags"} <= set(table[0])  # fmt: skip
+    assert (tmp_path / "s" / "blocks.csv").read_text().startswith('"block_id"')
+    summary = json.loads((tmp_path / "s" / "summary.json").read_text())
+    manifest = json.loads((volume / "emqc-manifest.json").read_text())
+    assert summary["volume_digest"] == manifest["root_digest"] and summary["seed"] == 3
+    for name in ("membrane_integrity", "edema", "synapse_traceability"):
+        s = summary["scores"][name]
+        assert set(s) >= {"mean", "median", "ci_low", "ci_high", "verdict", "threshold"}
+    assert "fibsem3d" in summary["models"] and len(summary["models"]["fibsem3d"]["sha256"]) == 64
+    assert (
+        run.summary["membrane_integrity"].n_blocks + run.summary["membrane_integrity"].n_excluded
+        == 4
+    )
+    # same seed, same volume: same blocks and the same scores
+    again = score_volume(volume, out=tmp_path / "t", n=4, seed=3, block_vox=(32, 32, 32),
+                         predict=intensity_maps, progress=False)  # fmt: skip
+    assert again.scores == run.scores
+
+
+def test_block_list_from_another_volume_is_refused(volume, tmp_path):
+    other = synthetic_neuropil((48, 96, 96), voxel_size_nm=10.0, seed=1)
+    other_path = tmp_path / "other.ome.zarr"
+    ingest(ArraySource(other.image, voxel_size_nm=(10, 10, 10)), other_path, progress=False)
+    blocks = sample_volume(other_path, n=2, seed=1, block_vox=(16, 16, 16))
+    with pytest.raises(SamplingError, match="drawn from a volume with root digest"):
+        score_volume(
+            volume, out=tmp_path / "s", blocks=blocks, predict=intensity_maps, progress=False
+        )
+    assert not (tmp_path / "s").exists()
+
+
+def test_incomplete_volume_is_refused(volume, tmp_path):
+    broken = Path(shutil.copytree(volume, tmp_path / "broken.ome.zarr"))
+    (broken / "emqc-manifest.json").unlink()
+    with pytest.raises(IncompleteVolumeError):
+        score_volume(
+            broken, out=tmp_path / "s", n=2, seed=1, predict=intensity_maps, progress=False
+        )
+
+
+def test_existing_output_needs_overwrite(volume, tmp_path):
+    (tmp_path / "s").mkdir()
+    with pytest.raises(OutputExistsError, match="--overwrite"):
+        score_volume(volume, out=tmp_path / "s", n=2, seed=1, block_vox=(16, 16, 16),
+                     predict=intensity_maps, progress=False)  # fmt: skip
+
+
+def test_cli_scores_a_block_list_with_the_committed_network(volume, tmp_path):
+    blocks = sample_volume(volume, n=2, seed=5, block_vox=(32, 32, 32))
+    write_block_list(blocks, tmp_path / "b.json")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "score",
+            str(volume),
+            "--block-list",
+            str(tmp_path / "b.json"),
+            "--out",
+            str(tmp_path / "s"),
+            "--no-progress",
+        ],  # fmt: skip
+    )
+    assert result.exit_code == 0, result.output
+    assert "membrane_integrity" in result.stdout and (tmp_path / "s" / "summary.json").is_file()
+    rows = pq.read_table(tmp_path / "s" / "blocks.parquet").to_pylist()
+    assert 0 <= rows[0]["membrane_integrity"] <= 1
+    assert "edema:no_extracellular_map" in rows[0]["flags"]  # fibsem3d has no ECS head yet
+
+
+def test_cli_needs_exactly_one_block_source(volume, tmp_path):
+    r = CliRunner().invoke(cli, ["score", str(volume), "--out", str(tmp_path / "s")])
+    assert r.exit_code == 2 and "exactly one of --blocks" in r.output
