@@ -31,12 +31,12 @@ import sys
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import psutil
 import tifffile
 
-REPO = Path(__file__).resolve().parents[1]
+from emqc import datasets
+
 SLICE = 2048
 
 BASELINE = r"""
@@ -53,15 +53,9 @@ write_image(data, root, axes="zyx", storage_options={"chunks": (128, 128, 128)})
 """
 
 
-def data_root() -> Path:
-    return Path(os.environ.get("EMQC_DATA", REPO.parent / "shared" / "data"))
-
-
 def make_stack(folder: Path, n_slices: int) -> int:
     """Write ``n_slices`` slices of real EM texture; return total bytes."""
-    cube_path = data_root() / "medulla-fib-10nm" / "medulla_fib_10nm_250cube.h5"
-    with h5py.File(cube_path, "r") as f:
-        cube = f["raw"][...]
+    cube = datasets.load("medulla", labels=False).raw
     # Mirror the cube in every axis so the stack is seamless real texture, not repeats with edges.
     mirrored = np.concatenate([cube, cube[::-1]], axis=0)
     mirrored = np.concatenate([mirrored, mirrored[:, ::-1]], axis=1)

@@ -53,8 +53,8 @@ from .intensity import (
     needs_stats,
     rule_from_stats,
 )
-from .manifest import MANIFEST_NAME, digest_tree, sha256_file, write_manifest
-from .omezarr import DEFAULT_CHUNK, ImageLayout, chunk_keys, create_image, level_chunks
+from .manifest import MANIFEST_NAME, digest_tree, implied_chunk_files, sha256_file, write_manifest
+from .omezarr import DEFAULT_CHUNK, ImageLayout, create_image, level_chunks
 from .pyramid import downsample_mean, plan_levels
 from .sources import VolumeSource, open_source
 
@@ -152,7 +152,7 @@ def ingest(
         with dask.config.set({"array.slicing.split_large_chunks": False}):
             rule, source_digests = _write_levels(src, staging, layout, intensity_range, progress)
         files = digest_tree(staging)
-        _check_all_chunks_written(staging, layout, files)
+        _check_all_chunks_written(staging, files)
         provenance = {
             "emqc_version": __version__,
             "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -327,18 +327,13 @@ def _prepare_destination(dest: Path, staging: Path, *, overwrite: bool) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
 
 
-def _check_all_chunks_written(staging: Path, layout: ImageLayout, files: list) -> None:
-    import zarr
-
-    present = {f.path for f in files}
-    group = zarr.open_group(staging, mode="r")
-    for i in range(len(layout.levels)):
-        missing = [k for k in chunk_keys(group[str(i)]) if f"{i}/{k}" not in present]
-        if missing:
-            raise IntegrityError(
-                f"ingest into {staging} finished without writing {len(missing)} chunk(s) of level {i} "
-                f"(first: {missing[0]}); this is a bug in emqc. The partial output was removed."
-            )
+def _check_all_chunks_written(staging: Path, files: list) -> None:
+    missing = sorted(implied_chunk_files(staging) - {f.path for f in files})
+    if missing:
+        raise IntegrityError(
+            f"ingest into {staging} finished without writing {len(missing)} chunk(s) "
+            f"(first: {missing[0]}); this is a bug in emqc. The partial output was removed."
+        )
 
 
 def _estimate_bytes(src: VolumeSource) -> float:

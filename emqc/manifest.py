@@ -46,6 +46,7 @@ __all__ = [
     "write_manifest",
     "read_manifest",
     "verify_volume",
+    "implied_chunk_files",
 ]
 
 MANIFEST_NAME = "emqc-manifest.json"
@@ -250,7 +251,10 @@ def verify_volume(
     expected = {f.path: f for f in manifest.files}
     # Chunks the arrays' own metadata implies must be listed too: a chunk deleted together
     # with its manifest line (and a recomputed root digest) is still missing.
-    implied = _implied_chunk_files(root)
+    try:
+        implied = implied_chunk_files(root)
+    except (IncompleteVolumeError, OSError, ValueError, KeyError):
+        implied = set()  # damaged metadata is reported as an altered file
     missing = sorted({p for p in expected if p not in on_disk} | (implied - expected.keys()))
     unexpected = sorted(p for p in on_disk if p not in expected)
     present = [expected[p] for p in sorted(expected) if p in on_disk]
@@ -264,14 +268,11 @@ def verify_volume(
     )
 
 
-def _implied_chunk_files(root: Path) -> set[str]:
-    """Chunk files every level's ``zarr.json`` implies (empty if the metadata is unreadable)."""
+def implied_chunk_files(root: Path) -> set[str]:
+    """Chunk files (relative paths) that every level's ``zarr.json`` implies must exist."""
     from .omezarr import chunk_keys, open_image
 
-    try:
-        _, arrays = open_image(root, strict=False)
-    except (IncompleteVolumeError, OSError, ValueError, KeyError):
-        return set()  # damaged metadata is reported as an altered file
+    _, arrays = open_image(root, strict=False)
     return {f"{arr.path}/{key}" for arr in arrays for key in chunk_keys(arr)}
 
 
