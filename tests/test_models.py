@@ -77,9 +77,23 @@ def test_tiled_inference_equals_one_tile(dims):
         with torch.inference_mode():
             return net(torch.from_numpy(np.stack(tiles)[:, None])).numpy()
 
-    whole = _stitch(image, 80, 16, 1, run, net.size_multiple)  # one tile covers it all
-    tiled = _stitch(image, 48, 16, 1, run, net.size_multiple)  # 3 tiles per axis
+    whole = _stitch(image, 80, 16, 1, run, net.size_multiple)  # the whole block as one tile
+    tiled = _stitch(image, 48, 16, 1, run, net.size_multiple, whole_max=0)  # 3 tiles per axis
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_folded_channels_last_network_matches_the_trained_one(dims):
+    net = tiny(dims)
+    for m in net.modules():  # non-trivial batch-norm statistics
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    predictor = Predictor(net, tile=32, halo=8)
+    x = np.random.default_rng(4).random((2, *([32] * dims))).astype(np.float32)
+    with torch.inference_mode():
+        expected = net(torch.from_numpy(x[:, None])).numpy()
+        np.testing.assert_allclose(predictor._run(list(x)), expected, atol=1e-4)
 
 
 def test_predictor_resamples_and_refuses_far_voxel_sizes():
@@ -113,3 +127,24 @@ def test_committed_weights_load_safely_and_are_small(path):
 
 def test_weights_are_committed():
     assert (WEIGHTS_DIR / "fibsem3d.pt").is_file()
+
+
+def test_damaged_copies_teach_no_boundary_across_broken_membrane_and_their_true_ecs():
+    from emqc.damage import edema, membrane_breakdown
+    from emqc.models._fibsem_data import damaged_targets
+    from emqc.synth import synthetic_neuropil
+
+    vol = synthetic_neuropil((24, 64, 64), voxel_size_nm=12.0, seed=5)
+    vox = (12.0, 12.0, 12.0)
+    clean = boundary_from_ids(vol.cell_ids, voxel_size_nm=vox)
+    broken = membrane_breakdown(
+        vol.image, labels=vol.cell_ids, voxel_size_nm=vox, severity=0.6, seed=1
+    )
+    t = damaged_targets(broken, voxel_size_nm=vox)
+    assert broken.membrane_broken.any() and not (t["boundary"] & broken.membrane_broken).any()
+    assert 0.2 < t["boundary"].sum() / clean.sum() < 0.9  # gaps removed, the rest kept
+    swollen = edema(vol.image, labels=vol.cell_ids, voxel_size_nm=vox, severity=0.8, seed=1)
+    t = damaged_targets(swollen, voxel_size_nm=vox)
+    np.testing.assert_array_equal(t["extracellular"], swollen.extracellular)
+    assert t["extracellular"].mean() > 0.1 and not (t["boundary"] & t["extracellular"]).any()
+    assert t["boundary"].sum() > 0.5 * clean.sum()  # the shrunken cells keep their membranes

@@ -22,6 +22,11 @@ from ._options import Triple
     help="Score the blocks of this list (from emqc sample).",
 )
 @click.option(
+    "--all-blocks",
+    is_flag=True,
+    help="Score every block of the regular grid inside tissue and write score_map.ome.zarr.",
+)
+@click.option(
     "--seed", type=click.IntRange(min=0), help="Sampling seed (default: drawn and recorded)."
 )
 @click.option(
@@ -32,8 +37,17 @@ from ._options import Triple
 @click.option("--block-vox", type=Triple(integer=True), help="Block edge in voxels instead.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--no-progress", is_flag=True, help="Do not show progress bars.")
-def score(volume, out, n, block_list, seed, block_um, block_vox, overwrite, no_progress):  # type: ignore[no-untyped-def]
-    """Score preservation of VOLUME on random blocks; write blocks.parquet/.csv and summary.json."""
+def score(  # type: ignore[no-untyped-def]
+    volume, out, n, block_list, all_blocks, seed, block_um, block_vox, overwrite, no_progress
+):
+    """Score preservation of VOLUME on blocks; write blocks.parquet/.csv and summary.json.
+
+    The blocks are N random ones inside tissue (--blocks N), those of a list from
+    emqc sample (--block-list FILE), or every block of the regular grid that lies
+    wholly inside tissue (--all-blocks), which also writes score_map.ome.zarr: one
+    value per grid block and score, NaN where not scored, to view as a heat map
+    over the volume in napari or neuroglancer.
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -41,16 +55,36 @@ def score(volume, out, n, block_list, seed, block_um, block_vox, overwrite, no_p
     from ..scoring import SCORES
     from ..scoring._run import score_volume
 
-    if (n is None) == (block_list is None):
-        raise click.UsageError("give exactly one of --blocks N or --block-list FILE")
-    if block_list is not None and (seed is not None or block_um or block_vox):
-        raise click.UsageError("--seed/--block-um/--block-vox apply only with --blocks N")
+    sources = {
+        "--blocks N": n is not None,
+        "--block-list FILE": block_list is not None,
+        "--all-blocks": all_blocks,
+    }
+    given = [name for name, on in sources.items() if on]
+    if len(given) != 1:
+        also = f" ({' and '.join(given)} cannot be combined)" if given else ""
+        raise click.UsageError(
+            f"give exactly one of --blocks N, --block-list FILE or --all-blocks{also}"
+        )
+    if seed is not None and n is None:
+        raise click.UsageError(
+            "--seed applies only with --blocks N (a block list fixes its blocks; the "
+            "--all-blocks grid is not random)"
+        )
+    if block_list is not None and (block_um or block_vox):
+        raise click.UsageError(
+            "--block-um/--block-vox apply only with --blocks N or --all-blocks (a block list "
+            "fixes its blocks)"
+        )
+    if block_um and block_vox:
+        raise click.UsageError("give --block-um or --block-vox, not both")
     blocks = read_block_list(block_list) if block_list is not None else None
     run = score_volume(
         volume, out=out, blocks=blocks, n=n, seed=seed, block_um=block_um, block_vox=block_vox,
-        overwrite=overwrite, progress=not no_progress,
+        all_blocks=all_blocks, overwrite=overwrite, progress=not no_progress,
     )  # fmt: skip
-    table = Table(title=f"{volume}: {len(run.scores)} blocks, seed {run.blocks.seed}")
+    how = "all grid blocks inside tissue" if all_blocks else f"seed {run.blocks.seed}"
+    table = Table(title=f"{volume}: {len(run.scores)} blocks, {how}")
     for col in ("score", "mean", "median", "95% CI", "blocks", "threshold", "verdict"):
         table.add_column(col)
     for name in SCORES:
@@ -61,4 +95,5 @@ def score(volume, out, n, block_list, seed, block_um, block_vox, overwrite, no_p
             f"{s.threshold:g}", s.verdict,
         )  # fmt: skip
     Console(width=None if Console().is_terminal else 110).print(table)
-    click.echo(f"wrote {run.out}/blocks.parquet, blocks.csv, summary.json")
+    wrote = "blocks.parquet, blocks.csv, summary.json"
+    click.echo(f"wrote {run.out}/{wrote}" + (f", {run.score_map.name}" if run.score_map else ""))

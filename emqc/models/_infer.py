@@ -9,8 +9,11 @@
    that overlap by a halo wider than the network's receptive-field radius, so
    that stitching the tiles' centres gives the same output as running the whole
    block at once (checked by a test).
+   A block that fits in :data:`WHOLE_BLOCK_VOXELS` (with its halo) is one tile.
 3. Run the tiles in batches under ``torch.inference_mode`` with an explicit
-   thread count (Dask's LocalCluster sets ``OMP_NUM_THREADS=1`` in its parent).
+   thread count (Dask's LocalCluster sets ``OMP_NUM_THREADS=1`` in its parent),
+   with batch normalization folded into the convolutions and channels-last memory
+   layout (about 3x faster on CPU; same maps to float rounding).
 4. Stitch, apply the sigmoid, and resample back to the block's own grid.
 
 A 2D network runs section by section along z.
@@ -18,22 +21,42 @@ A 2D network runs section by section along z.
 
 from __future__ import annotations
 
+import copy
 import math
 from pathlib import Path
 
 import numpy as np
 import torch
 from scipy import ndimage
+from torch import nn
 
 from ..errors import InputError
 from ._augment import to_unit
 from ._train import WEIGHTS_DIR, load_network
 from ._unet import UNet
 
-__all__ = ["Predictor", "VOXEL_RATIO_RANGE"]
+__all__ = ["Predictor", "VOXEL_RATIO_RANGE", "WHOLE_BLOCK_VOXELS", "fold_batchnorm"]
 
 #: Accepted range of (block voxel size) / (network working voxel size), per axis.
 VOXEL_RATIO_RANGE = (0.25, 1.6)
+#: Largest padded block (voxels) run as one tile instead of overlapping tiles; a 3D
+#: 8-channel U-Net needs about 120 bytes per voxel for it in bfloat16.
+WHOLE_BLOCK_VOXELS = 256**3
+
+
+def fold_batchnorm(net: UNet) -> UNet:
+    """A copy of ``net`` (eval mode) with every batch norm folded into the convolution before it."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = copy.deepcopy(net).eval()
+    for seq in [m for m in folded.modules() if isinstance(m, nn.Sequential)]:
+        for i in range(len(seq) - 1):
+            conv, norm = seq[i], seq[i + 1]
+            if isinstance(conv, nn.Conv2d | nn.Conv3d) and isinstance(
+                norm, nn.modules.batchnorm._BatchNorm
+            ):
+                seq[i], seq[i + 1] = fuse_conv_bn_eval(conv, norm), nn.Identity()
+    return folded
 
 
 class Predictor:
@@ -74,6 +97,8 @@ class Predictor:
             threads,
             bf16,
         )
+        self._layout = torch.channels_last_3d if net.config.dims == 3 else torch.channels_last
+        self._fast = fold_batchnorm(net).to(memory_format=self._layout)
 
     @classmethod
     def load(cls, name_or_path: str | Path, **kwargs) -> Predictor:  # type: ignore[no-untyped-def]
@@ -148,9 +173,9 @@ class Predictor:
         return tuple(voxel_size_nm[a] / work if a in axes else 1.0 for a in range(3))  # type: ignore[return-value]
 
     def _run(self, tiles: list[np.ndarray]) -> np.ndarray:
-        x = torch.from_numpy(np.stack(tiles)[:, None])
+        x = torch.from_numpy(np.stack(tiles)[:, None]).contiguous(memory_format=self._layout)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            return self.net(x).float().numpy()
+            return self._fast(x).float().contiguous().numpy()
 
     def _tiled(self, image: np.ndarray) -> np.ndarray:
         """Overlapping tiles on the pooling grid; returns logits (heads, *image.shape)."""
@@ -167,8 +192,23 @@ class Predictor:
         return out
 
 
-def _stitch(image, tile, halo, n_out, run, multiple, batch: int = 4):  # type: ignore[no-untyped-def]
-    """Run ``run`` on overlapping tiles of ``image`` and keep each tile's centre."""
+def _stitch(
+    image, tile, halo, n_out, run, multiple, batch: int = 4, whole_max: int = WHOLE_BLOCK_VOXELS
+):  # type: ignore[no-untyped-def]
+    """Run ``run`` on overlapping tiles of ``image`` and keep each tile's centre.
+
+    An image that fits ``whole_max`` voxels (3D; its 2/3 power in 2D) with its halo
+    runs as one tile.
+    """
+    padded_whole = [math.ceil((n + 2 * halo) / multiple) * multiple for n in image.shape]
+    if math.prod(padded_whole) <= whole_max ** (image.ndim / 3):
+        # The whole block (plus halo, on the pooling grid) as one tile: no recomputed overlap.
+        pad = [(halo, s - n - halo) for s, n in zip(padded_whole, image.shape, strict=True)]
+        padded = np.pad(image, pad, mode="reflect" if min(image.shape) > halo else "edge")
+        res = run([padded])[0]
+        return np.ascontiguousarray(
+            res[(slice(None), *(slice(halo, halo + n) for n in image.shape))]
+        )
     core = tile - 2 * halo
     # Pad to whole cores plus the halo, and to the pooling grid.
     padded_shape = [max(tile, math.ceil(n / core) * core + 2 * halo) for n in image.shape]

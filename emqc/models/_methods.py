@@ -1,7 +1,8 @@
 """The committed networks as one prediction method, for the accuracy benchmark and scoring.
 
-Isotropic blocks (FIB-SEM) get their ``boundary`` map from ``fibsem3d``;
-anisotropic blocks (serial sections, z voxel > 1.5× the in-plane one) get
+Isotropic blocks (FIB-SEM) get ``boundary``, ``extracellular`` and ``synapse``
+from ``fibsem3d`` (one 3D pass; blocks up to about 256³ voxels at its 12 nm run as
+one tile); anisotropic blocks (serial sections, z voxel > 1.5× the in-plane one) get
 ``boundary`` (membranes), ``synapse`` and ``extracellular`` from ``sections2d``
 run section by section.
 """
@@ -20,8 +21,8 @@ __all__ = ["predict", "predictor"]
 @lru_cache(maxsize=4)
 def predictor(name: str) -> Predictor:
     """The committed network ``name``, loaded once per process."""
-    # 128-voxel tiles with a 16-voxel halo recompute 2.4x instead of 8x (96/24), and bf16
-    # autocast: held-out medulla F1 0.9324 vs 0.9325 in fp32, at 1.8x the speed on this CPU.
+    # Larger blocks than WHOLE_BLOCK_VOXELS: 128-voxel tiles with a 16-voxel halo recompute
+    # 2.4x instead of 8x (96/24). bf16 autocast: same held-out F1 to 3 decimals, 1.8x faster.
     if name == "fibsem3d":
         return Predictor.load(name, tile=128, halo=16, bf16=True)
     return Predictor.load(name, tile=256, halo=32, bf16=True)
@@ -39,4 +40,4 @@ def predict(
             "synapse": maps["synapse"],
             "extracellular": maps["extracellular"],
         }
-    return {"boundary": predictor("fibsem3d").predict(raw, voxel_size_nm=voxel_size_nm)["boundary"]}
+    return predictor("fibsem3d").predict(raw, voxel_size_nm=voxel_size_nm)

@@ -2,14 +2,16 @@
 
 Two networks (see ``MODEL_CARD.md``):
 
-- ``fibsem3d``: 3D U-Net for isotropic FIB-SEM at 10 nm, head ``boundary``,
-  trained on the medulla cube (z 0–159; held out z ≥ 167);
+- ``fibsem3d``: 3D U-Net for isotropic FIB-SEM at 12 nm, heads ``boundary``,
+  ``extracellular`` and ``synapse``, trained on the medulla cube (z 0–159; held
+  out z ≥ 167), clean and with simulated damage (see ``_fibsem_data``);
 - ``sections2d``: 2D U-Net for single sections at ~9 nm, heads ``membrane``,
   ``synapse``, ``extracellular``, trained on the VNC (z 0–13) and ISBI (z 0–21)
   stacks downsampled 2× in-plane (4.6 → 9.2 nm, 4 → 8 nm).
 
-Loss: per-head binary cross-entropy with logits, positives weighted by the
-inverse of their frequency (capped at 10), and zero weight for heads a dataset has
+Loss: per-head binary cross-entropy with logits, positives of binary targets
+weighted by the inverse of their frequency (capped at 10; soft, distilled targets
+get weight 1), and zero weight for heads a dataset has
 no labels for. Adam with cosine decay. After training, batch-norm statistics are
 recomputed on un-augmented training crops (the running averages collected under
 heavy augmentation otherwise misfit clean data).
@@ -51,17 +53,26 @@ class TrainingSpec:
     #: bfloat16 autocast in training (about 2x faster on CPUs with AVX512-BF16).
     bf16: bool = True
     downsample: dict[str, int] = field(default_factory=dict)  # in-plane factor per dataset
+    #: Share of crops from the clean volumes when damaged copies are trained on too.
+    clean_share: float = 1.0
 
 
 SPECS = {
     "fibsem3d": TrainingSpec(
+        # 8 base channels at 12 nm: 8 nm blocks of 2.56 um run at ~5 Mvoxel/s on 2 cores
+        # (see BENCHMARKS.md, scoring speed); 10 nm and 12 channels were 4x slower.
         config=UNetConfig(
-            dims=3, heads=("boundary",), base_channels=12, depth=3, working_voxel_nm=10.0
+            dims=3,
+            heads=("boundary", "extracellular", "synapse"),
+            base_channels=8,
+            depth=3,
+            working_voxel_nm=12.0,
         ),
         datasets=("medulla",),
         crop=(48, 48, 48),
         batch=2,
         iterations=3000,
+        clean_share=0.4,
     ),
     "sections2d": TrainingSpec(
         config=UNetConfig(
@@ -97,6 +108,10 @@ def prepare(
     spec: TrainingSpec, part: str = "train"
 ) -> list[tuple[str, np.ndarray, dict[str, np.ndarray]]]:
     """(dataset, image in [0,1], targets) of each dataset's ``part`` at working resolution."""
+    if spec.config.dims == 3 and part == "train":
+        from ._fibsem_data import fibsem_training_volumes
+
+        return fibsem_training_volumes(spec.config.working_voxel_nm, damage=spec.clean_share < 1)
     out = []
     for name in spec.datasets:
         vol = datasets.load(name)
@@ -148,8 +163,7 @@ def train(
     data = prepare(spec)
     heads = spec.config.heads
     samplers = [CropSampler(img, tgt, crop=spec.crop, rng=rng) for _, img, tgt in data]
-    sizes = np.array([img.size for _, img, _ in data], dtype=float)
-    weights = sizes / sizes.sum()
+    weights = _crop_weights(data, spec.clean_share)
     pos_weight = torch.tensor(
         [_pos_weight([t[h] for _, _, t in data if h in t]) for h in heads]
     ).view(1, -1, *([1] * spec.config.dims))
@@ -210,7 +224,20 @@ _NO_AUG = Augmentation(
 )
 
 
+def _crop_weights(data, clean_share: float) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Crop probability per volume: by size, clean volumes (no "+" in the name) get ``clean_share``."""
+    sizes = np.array([img.size for _, img, _ in data], dtype=float)
+    clean = np.array(["+" not in name for name, _, _ in data])
+    if clean.all() or not clean.any():
+        return sizes / sizes.sum()
+    w = np.where(clean, clean_share * sizes / sizes[clean].sum(), 0.0)
+    w[~clean] = (1 - clean_share) * sizes[~clean] / sizes[~clean].sum()
+    return w / w.sum()
+
+
 def _pos_weight(targets: list[np.ndarray]) -> float:
+    if targets and all(t.dtype.kind == "f" for t in targets):
+        return 1.0  # soft (distilled) targets: the teacher's probabilities, unweighted
     frac = float(np.mean([t.mean() for t in targets])) if targets else 0.5
     return float(min(10.0, (1 - frac) / max(frac, 1e-6)))
 

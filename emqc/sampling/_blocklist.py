@@ -23,7 +23,8 @@ from emqc.errors import SamplingError
 __all__ = ["BLOCKLIST_FORMAT", "Block", "BlockList", "SamplingParameters", "make_blocks"]
 
 BLOCKLIST_FORMAT = "emqc.blocklist/1"
-SEED_SOURCES = ("user", "os-random")
+#: Where a list's seed came from; "grid" lists (``emqc score --all-blocks``) are not random.
+SEED_SOURCES = ("user", "os-random", "grid")
 # Floats are stored rounded to 1e-6 (a picometre for µm), so that the bytes do not
 # depend on how a value was computed (0.1 + 0.2 versus 0.3).
 _DECIMALS = 6
@@ -178,7 +179,7 @@ class BlockList:
     volume: str
     volume_digest: str
     seed: int
-    seed_source: Literal["user", "os-random"]
+    seed_source: Literal["user", "os-random", "grid"]
     parameters: SamplingParameters
     blocks: tuple[Block, ...]
     emqc_version: str = __version__

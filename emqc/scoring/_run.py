@@ -1,4 +1,4 @@
-"""``emqc score``: sample (or take) blocks of a volume, score each on Dask, write tables.
+"""``emqc score``: sample (or take, or tile) blocks of a volume, score each on Dask, write tables.
 
 Outputs in ``DIR`` (written into a hidden staging folder and renamed into place
 only when complete, like ingest):
@@ -6,8 +6,12 @@ only when complete, like ingest):
 - ``blocks.parquet`` and ``blocks.csv``: one row per block: id, origin in voxels
   and µm, each preservation score, imaging quality, flags;
 - ``summary.json``: per score the mean, median, bootstrap 95 % CI and verdict; the
-  volume's root digest, the block list's seed and digest, the thresholds, and the
-  SHA-256 of every network's weights file.
+  volume's root digest, how the blocks were chosen (``selection``: ``"sampled"``,
+  ``"block-list"`` or ``"grid"``), the block list's seed and digest, the
+  thresholds, and the SHA-256 of every network's weights file;
+- ``blocks.json``: the block list scored;
+- with ``all_blocks``, ``score_map.ome.zarr``: every grid block's scores as an
+  OME-Zarr image (see :mod:`emqc.scoring._scoremap` and :mod:`emqc.scoring._grid`).
 
 Only whole volumes are scored (:func:`emqc.volume.open_volume`), and a block list
 drawn from another volume (a different root digest) is refused.
@@ -25,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import dask
+import numpy as np
 
 from .. import __version__
 from .._atomic import publish_dir
@@ -34,19 +39,28 @@ from ..sampling import BlockList
 from ..sampling.volume import sample_volume
 from ..volume import Volume, open_volume
 from ._block import SCORES, BlockScores, Predict, score_block
+from ._grid import grid_index, grid_shape, grid_volume
+from ._scoremap import score_map_values, write_score_map
 from ._summary import ScoreSummary, Thresholds, summarize_blocks
 
 __all__ = ["ScoreRun", "score_volume"]
 
+#: Name of the score map inside the output folder (``all_blocks`` only).
+SCORE_MAP = "score_map.ome.zarr"
+
 
 @dataclass(frozen=True)
 class ScoreRun:
-    """What :func:`score_volume` wrote."""
+    """What :func:`score_volume` wrote.
+
+    ``score_map`` is the path of ``score_map.ome.zarr`` with ``all_blocks``, else None.
+    """
 
     out: Path
     blocks: BlockList
     scores: tuple[BlockScores, ...]
     summary: dict[str, ScoreSummary]
+    score_map: Path | None = None
 
 
 def _score_one(volume: Volume, origin, shape, predict: Predict | None) -> BlockScores:  # type: ignore[no-untyped-def]
@@ -63,6 +77,7 @@ def score_volume(
     seed: int | None = None,
     block_um: float | None = None,
     block_vox: tuple[int, int, int] | None = None,
+    all_blocks: bool = False,
     thresholds: Thresholds | None = None,
     predict: Predict | None = None,
     overwrite: bool = False,
@@ -79,19 +94,49 @@ def score_volume(
     blocks : BlockList, optional
         Blocks to score (from ``emqc sample``); else ``n`` blocks are sampled with
         ``seed``, ``block_um`` / ``block_vox``.
+    n : int, optional
+        Number of blocks to sample.
+    seed : int, optional
+        Sampling seed (drawn and recorded when None); only with ``n``.
+    block_um : float, optional
+        Block edge in µm (default 2.56); with ``n`` or ``all_blocks``.
+    block_vox : (3,) tuple of int, optional
+        Block shape in voxels instead of ``block_um``.
+    all_blocks : bool, optional
+        Score every block of the regular grid that lies wholly inside tissue
+        (:func:`~emqc.scoring._grid.grid_volume`) instead of a sample, and write
+        ``score_map.ome.zarr`` beside the tables. Excludes ``blocks``, ``n``, ``seed``.
     thresholds : Thresholds, optional
         Verdict thresholds (default :class:`Thresholds`).
     predict : callable, optional
         ``predict(raw, voxel_size_nm) -> maps``; default: the committed networks.
+    overwrite : bool, optional
+        Replace ``out`` (the old folder stays until the new one is complete).
+    progress : bool, optional
+        Show a progress bar on standard error.
+
+    Returns
+    -------
+    ScoreRun
     """
+    if all_blocks and (blocks is not None or n is not None or seed is not None):
+        raise ValueError(
+            "all_blocks scores the whole grid: give it without blocks, n or seed "
+            f"(got blocks={'a block list' if blocks is not None else None}, n={n}, seed={seed})"
+        )
     vol = volume if isinstance(volume, Volume) else open_volume(volume)
     thresholds = thresholds or Thresholds()
     out = Path(out).absolute()
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} already exists. Choose another --out, or pass --overwrite.")
-    if blocks is None:
+    selection = "grid" if all_blocks else "sampled" if blocks is None else "block-list"
+    if all_blocks:
+        blocks = grid_volume(vol, block_um=block_um, block_vox=block_vox)
+    elif blocks is None:
         if n is None:
-            raise ValueError("give either blocks (a block list) or n (how many blocks to sample)")
+            raise ValueError(
+                "give blocks (a block list), n (how many blocks to sample) or all_blocks=True"
+            )
         blocks = sample_volume(vol, n=n, seed=seed, block_um=block_um, block_vox=block_vox)
     elif blocks.volume_digest != vol.root_digest:
         raise SamplingError(
@@ -116,11 +161,11 @@ def score_volume(
         compute(tasks, label=f"Scoring {len(tasks)} blocks of {vol.path.name}", progress=progress)
     )
     summary = dict(summarize_blocks(scores, thresholds=thresholds, seed=blocks.seed % 2**63))
-    _write(out, vol, blocks, scores, summary, thresholds)
-    return ScoreRun(out, blocks, scores, summary)
+    _write(out, vol, blocks, scores, summary, thresholds, selection)
+    return ScoreRun(out, blocks, scores, summary, out / SCORE_MAP if all_blocks else None)
 
 
-def _write(out, vol, blocks, scores, summary, thresholds) -> None:  # type: ignore[no-untyped-def]
+def _write(out, vol, blocks, scores, summary, thresholds, selection) -> None:  # type: ignore[no-untyped-def]
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
@@ -143,7 +188,9 @@ def _write(out, vol, blocks, scores, summary, thresholds) -> None:  # type: igno
             "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
             "volume": str(vol.path),
             "volume_digest": vol.root_digest,
+            "selection": selection,
             "seed": blocks.seed,
+            # a grid is not random: its block list can only record seed 0 as the user's
             "seed_source": blocks.seed_source,
             "block_list_sha256": hashlib.sha256(blocks.to_json_bytes()).hexdigest(),
             "n_blocks": len(blocks.blocks),
@@ -157,10 +204,22 @@ def _write(out, vol, blocks, scores, summary, thresholds) -> None:  # type: igno
             json.dumps(_nan_to_none(doc), indent=1, allow_nan=False) + "\n"
         )
         (staging / "blocks.json").write_bytes(blocks.to_json_bytes())
+        if selection == "grid":
+            _write_map(staging / SCORE_MAP, vol, blocks, scores)
         publish_dir(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+
+
+def _write_map(path: Path, vol: Volume, blocks: BlockList, scores: tuple[BlockScores, ...]) -> None:
+    block = blocks.parameters.block_shape_vox
+    origins = np.array([b.origin_vox for b in blocks.blocks], dtype=np.int64).reshape(-1, 3)
+    values = score_map_values(
+        grid_shape(vol.shape, block_shape=block), grid_index(origins, block_shape=block), scores
+    )
+    write_score_map(path, values, block_shape_vox=block, voxel_size_nm=vol.voxel_size_nm,
+                    volume=str(vol.path), volume_digest=vol.root_digest)  # fmt: skip
 
 
 def _nan_to_none(value: Any) -> Any:
