@@ -32,7 +32,8 @@ from . import cli
 def train(name, out, iterations, seed, threads):  # type: ignore[no-untyped-def]
     """Train network NAME on the training parts of the real data in $EMQC_DATA.
 
-    fibsem3d: 3D U-Net (boundary) on the medulla FIB-SEM cube, z 0-159.
+    fibsem3d: 3D U-Net (boundary, extracellular, synapse) at 12 nm on the medulla
+    FIB-SEM cube, z 0-159, clean and with simulated damage.
     sections2d: 2D U-Net (membrane, synapse, extracellular) on VNC z 0-13 and ISBI z 0-21.
     See emqc/models/MODEL_CARD.md.
     """

@@ -157,6 +157,10 @@ class Predictor:
             out[head] = np.clip(p, 0.0, 1.0).astype(np.float32)
         return out
 
+    def check_voxel_size(self, voxel_size_nm: tuple[float, float, float]) -> None:
+        """Raise :class:`~emqc.errors.InputError` if this network cannot take the voxel size."""
+        self._zoom(voxel_size_nm)
+
     def _zoom(self, voxel_size_nm: tuple[float, float, float]) -> tuple[float, float, float]:
         work = self.net.config.working_voxel_nm
         dims = self.net.config.dims

@@ -13,9 +13,10 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..errors import InputError
 from ._infer import Predictor
 
-__all__ = ["predict", "predictor"]
+__all__ = ["check_voxel_size", "predict", "predictor"]
 
 
 @lru_cache(maxsize=4)
@@ -28,12 +29,24 @@ def predictor(name: str) -> Predictor:
     return Predictor.load(name, tile=256, halo=32, bf16=True)
 
 
+def _network_for(voxel_size_nm: tuple[float, float, float]) -> str:
+    z, y, x = voxel_size_nm
+    return "sections2d" if z > 1.5 * min(y, x) else "fibsem3d"
+
+
+def check_voxel_size(voxel_size_nm: tuple[float, float, float], *, where: str = "") -> None:
+    """Raise :class:`~emqc.errors.InputError` if the network for this voxel size cannot take it."""
+    try:
+        predictor(_network_for(voxel_size_nm)).check_voxel_size(voxel_size_nm)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}" if where else str(exc)) from exc
+
+
 def predict(
     raw: np.ndarray, voxel_size_nm: tuple[float, float, float], dataset: str = ""
 ) -> dict[str, np.ndarray]:
     """Probability maps for a block; ``dataset`` is ignored (the choice follows the voxel size)."""
-    z, y, x = voxel_size_nm
-    if z > 1.5 * min(y, x):
+    if _network_for(voxel_size_nm) == "sections2d":
         maps = predictor("sections2d").predict(raw, voxel_size_nm=voxel_size_nm)
         return {
             "boundary": maps["membrane"],

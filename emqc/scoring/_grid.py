@@ -46,9 +46,8 @@ from ..volume import Volume, open_volume
 
 __all__ = ["grid_index", "grid_origins", "grid_shape", "grid_volume"]
 
-#: What the block list records as its seed: the grid is not random, and the record
-#: allows only a user's or the OS's seed, so a grid records seed 0 as the user's
-#: (it then only seeds the summary's bootstrap). ``summary.json`` says "grid".
+#: What a grid's block list records as its seed (with ``seed_source="grid"``): the
+#: grid is not random; the seed only seeds the summary's bootstrap.
 GRID_SEED = 0
 
 

@@ -129,6 +129,10 @@ def score_volume(
     out = Path(out).absolute()
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} already exists. Choose another --out, or pass --overwrite.")
+    if predict is None:  # refuse a voxel size the networks cannot judge before any work
+        from ..models._methods import check_voxel_size
+
+        check_voxel_size(vol.voxel_size_nm, where=str(vol.path))
     selection = "grid" if all_blocks else "sampled" if blocks is None else "block-list"
     if all_blocks:
         blocks = grid_volume(vol, block_um=block_um, block_vox=block_vox)
