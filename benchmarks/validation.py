@@ -8,10 +8,10 @@ the physically motivated models of :mod:`emqc.damage`, at known severities:
 
 1. For every damage in :data:`emqc.damage.DAMAGES`, every severity on an even grid
    of ``--levels`` values from 0 to 1, and every seed in ``--seeds``: damage the
-   held-out part (83 x 250 x 250 voxels at 10 nm), predict its maps with the
-   committed networks (one pass over the whole part), and score each of its four
-   blocks (83 x 125 x 125 voxels, 0.83 x 1.25 x 1.25 um) with
-   :func:`emqc.scoring.score_block`; a condition's score is the mean over its blocks.
+   held-out part (83 x 250 x 250 voxels at 10 nm), and score each of its four
+   blocks (83 x 125 x 125 voxels, 0.83 x 1.25 x 1.25 um) as ``emqc score`` does
+   (:func:`emqc.scoring.score_block`: the committed networks, metrics on their
+   working grid); a condition's score is the mean over its blocks.
 2. Spearman's rho between severity and each score over all (severity, seed) points.
    Each score has the damage it must follow (:data:`EXPECTED`): the target is
    |rho| >= 0.9 with the expected sign. The other pairs are reported too.
@@ -46,7 +46,6 @@ from scipy import stats
 
 from emqc import datasets
 from emqc.damage import ARTIFACTS, DAMAGES
-from emqc.models._methods import predict
 from emqc.scoring import SCORES, score_block
 
 #: The damage each score must follow, and the sign of rho (severity vs score).
@@ -79,14 +78,12 @@ def _blocks(shape: tuple[int, int, int]) -> list[tuple[slice, slice, slice]]:
 
 
 def score_condition(image: np.ndarray, voxel_size_nm) -> dict:  # type: ignore[no-untyped-def]
-    """Mean of each score over the part's blocks, with per-block values and flags."""
-    maps = predict(image, voxel_size_nm)
-    rows = []
-    for box in _blocks(image.shape):
-        s = score_block(
-            image[box], voxel_size_nm=voxel_size_nm, maps={k: v[box] for k, v in maps.items()}
-        )
-        rows.append(s)
+    """Mean of each score over the part's blocks, with per-block values and flags.
+
+    Each block is scored as ``emqc score`` scores it: its own prediction, on the
+    networks' working grid.
+    """
+    rows = [score_block(image[box], voxel_size_nm=voxel_size_nm) for box in _blocks(image.shape)]
     out: dict = {}
     for name in (*SCORES, "imaging_quality"):
         values = [getattr(r, name) for r in rows]

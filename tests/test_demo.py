@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import subprocess
 import sys
 
@@ -9,8 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from emqc.demo import DEMO_SAMPLES, DemoSample
 from emqc.manifest import verify_volume
 from emqc.sampling.volume import read_block_list
+
+
+def _mean(summary: dict, name: str) -> float:
+    value = summary["scores"][name]["mean"]
+    return math.nan if value is None else float(value)
 
 
 @pytest.mark.slow
@@ -24,6 +32,15 @@ def test_demo_runs_end_to_end(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert "SYNTHETIC" in proc.stderr and str(out) in proc.stdout
+    assert "Preservation scores of the SYNTHETIC samples" in proc.stdout
+    record = json.loads((out / "raw" / "samples.json").read_text())
+    assert record["synthetic"] is True
+    conditions = {s["id"]: s["condition"] for s in record["samples"]}
+    assert conditions["S01"] == "well-preserved"
+    assert conditions["S02"].startswith("damaged: ")
+    damage = {d["name"] for s in record["samples"] for d in s["damage"]}
+    assert damage == {"edema", "membrane_breakdown"}
+    summaries = {}
     for sample in ("S01", "S02"):
         volume = out / "volumes" / f"{sample}.ome.zarr"
         assert verify_volume(volume).ok
@@ -31,3 +48,50 @@ def test_demo_runs_end_to_end(tmp_path):
         assert len(blocks.blocks) == 4 and blocks.seed == 20261123
         png = np.asarray(Image.open(out / "blocks" / f"{sample}.blocks.png").convert("L"))
         assert png.std() > 20  # four block images, not a blank canvas
+        scores = out / "scores" / sample
+        for name in ("summary.json", "blocks.csv", "blocks.parquet"):
+            assert (scores / name).is_file(), name
+        summary = json.loads((scores / "summary.json").read_text())
+        assert summary["volume_digest"] == blocks.volume_digest
+        assert summary["n_blocks"] == 4 and summary["models"]
+        assert str(scores / "summary.json") in proc.stdout.replace("\n", "")
+        summaries[sample] = summary
+
+    # The damaged sample scores worse on what its damage targets, with confidence
+    # intervals apart. A score is compared only where the committed networks give it
+    # for both samples (edema needs an extracellular map); membrane integrity always.
+    good, bad = summaries["S01"]["scores"], summaries["S02"]["scores"]
+    for sample, summary in summaries.items():
+        assert not math.isnan(_mean(summary, "membrane_integrity")), sample
+    apart = {
+        "membrane_integrity": bad["membrane_integrity"]["ci_high"]
+        < good["membrane_integrity"]["ci_low"]
+    }
+    if not any(math.isnan(_mean(s, "edema")) for s in summaries.values()):
+        apart["edema"] = bad["edema"]["ci_low"] > good["edema"]["ci_high"]
+    assert all(apart.values()), {
+        name: {"apart": ok, "S01 (well-preserved)": good[name], "S02 (damaged)": bad[name]}
+        for name, ok in apart.items()
+    }
+
+
+def test_demo_samples_are_one_neuropil_well_preserved_and_damaged():
+    well, damaged = DEMO_SAMPLES
+    assert (well.seed, well.vessel) == (damaged.seed, damaged.vessel)
+    assert well.condition == "well-preserved" and not well.damage
+    assert damaged.condition == "damaged: membrane breakdown 0.6 + edema 0.7"
+    assert {well.format, damaged.format} == {"tiff-stack", "hdf5"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"format": "zip"}, "format must be"),
+        ({"damage": (("swelling", 0.5),)}, "damage 'swelling' is not one of"),
+        ({"damage": (("edema", 1.5),)}, r"severity of edema must be in \[0, 1\]"),
+    ],
+)
+def test_demo_sample_checks_its_fields(kwargs, match):
+    fields = {"id": "S09", "seed": 1, "vessel": False, "format": "hdf5"} | kwargs
+    with pytest.raises(ValueError, match=match):
+        DemoSample(**fields)

@@ -41,6 +41,25 @@ def test_block_scores_from_perfect_maps_are_in_range_and_good(tissue):
     }
 
 
+def test_maps_on_a_coarser_grid_are_scored_at_their_own_voxel_size(tissue):
+    from emqc.metrics import edema, imaging_quality, membrane_integrity
+
+    coarse = {k: v[::2, ::2, ::2] for k, v in perfect_maps(tissue).items()}  # 20 nm voxels
+    s = score_block(tissue.image, voxel_size_nm=(10.0, 10.0, 10.0), maps=coarse)
+    mi = membrane_integrity(coarse["boundary"], voxel_size_nm=(20.0, 20.0, 20.0))
+    assert s.membrane_integrity == mi.score
+    assert s.edema == edema(coarse["extracellular"], voxel_size_nm=(20.0, 20.0, 20.0)).score
+    # imaging quality stays on the raw block's own voxels
+    assert s.imaging_quality == imaging_quality(tissue.image, voxel_size_nm=(10, 10, 10)).score
+
+
+def test_maps_of_different_shapes_are_refused(tissue):
+    maps = perfect_maps(tissue)
+    maps["synapse"] = maps["synapse"][::2, ::2, ::2]
+    with pytest.raises(ValueError, match="must share one shape"):
+        score_block(tissue.image, voxel_size_nm=(10.0, 10.0, 10.0), maps=maps)
+
+
 def test_edema_rises_with_extracellular_space():
     scores = []
     for fraction in (0.03, 0.15, 0.3):

@@ -12,8 +12,9 @@ extracellular-space or synapse labels, so the other two heads are taught as foll
   ``extracellular`` from the simulator. The clean cube has ``extracellular`` = 0
   (well-fixed neuropil; its ids cover 99.998 % of the voxels).
 - **synapse**: distilled from the 2D network ``sections2d`` (trained on the VNC
-  stack's real synapse labels), run section by section on the clean training part;
-  its probabilities are the soft target. This transfers ssTEM synapse labels to
+  stack's real synapse labels), run section by section on the clean training part:
+  its detections (probability >= 0.5, 3D objects of at least
+  :data:`MIN_SYNAPSE_NM3`) are the target. This transfers ssTEM synapse labels to
   FIB-SEM; there is no FIB-SEM synapse ground truth in the data to measure it
   against (see ``MODEL_CARD.md``). Damaged copies carry no synapse target (the head
   is masked out of their loss).
@@ -39,6 +40,9 @@ from ._targets import boundary_from_ids
 __all__ = ["DAMAGE_SEVERITIES", "damaged_targets", "fibsem_training_volumes"]
 
 log = logging.getLogger("emqc")
+
+#: Smallest teacher detection kept as a synapse (nm³), as in :func:`emqc.metrics.synapse_traceability`.
+MIN_SYNAPSE_NM3 = 1e5
 
 #: Damaged copies of the training part: simulator and severities.
 DAMAGE_SEVERITIES = {
@@ -81,6 +85,15 @@ def _teacher_synapse(raw: np.ndarray, voxel_size_nm: tuple[float, float, float])
     return teacher.predict(raw, voxel_size_nm=voxel_size_nm)["synapse"]
 
 
+def _objects(mask: np.ndarray, min_voxels: float) -> np.ndarray:
+    """``mask`` without its 26-connected components smaller than ``min_voxels``."""
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    keep = sizes >= min_voxels
+    keep[0] = False
+    return keep[labels]
+
+
 def fibsem_training_volumes(
     working_voxel_nm: float, *, seed: int = 0, damage: bool = True
 ) -> list[tuple[str, np.ndarray, dict[str, np.ndarray]]]:
@@ -98,7 +111,7 @@ def fibsem_training_volumes(
     Returns
     -------
     list of (str, (Z, Y, X) float32 ndarray, dict of str to (Z, Y, X) ndarray)
-        Targets are bool, except ``synapse`` (float32 probabilities).
+        Targets are bool.
     """
     vol = datasets.load("medulla")
     zs = datasets.split_z("medulla", "train")
@@ -114,7 +127,7 @@ def fibsem_training_volumes(
     clean_targets = {
         "boundary": boundary_from_ids(ids, voxel_size_nm=work),
         "extracellular": np.zeros(raw.shape, bool),
-        "synapse": np.clip(synapse, 0, 1).astype(np.float32),
+        "synapse": _objects(synapse >= 0.5, MIN_SYNAPSE_NM3 / working_voxel_nm**3),
     }
     out = [("medulla", raw.astype(np.float32) / 255.0, clean_targets)]
     if not damage:

@@ -114,7 +114,11 @@ class Predictor:
         return self.net.config.heads
 
     def predict(
-        self, raw: np.ndarray, *, voxel_size_nm: tuple[float, float, float]
+        self,
+        raw: np.ndarray,
+        *,
+        voxel_size_nm: tuple[float, float, float],
+        native_grid: bool = True,
     ) -> dict[str, np.ndarray]:
         """Probability map per head for one block.
 
@@ -122,6 +126,10 @@ class Predictor:
         ----------
         raw : (Z, Y, X) ndarray of uint8
         voxel_size_nm : (3,) tuple of float
+        native_grid : bool, optional
+            Resample the maps back to ``raw``'s grid (default). False returns them on
+            the network's working grid (the same block, ``round(raw.shape * zoom)``
+            voxels), which is what the metrics need and saves the resampling.
 
         Returns
         -------
@@ -151,7 +159,7 @@ class Predictor:
         out = {}
         for i, head in enumerate(self.heads):
             p = probs[i]
-            if p.shape != raw.shape:
+            if native_grid and p.shape != raw.shape:
                 p = ndimage.zoom(p, [a / b for a, b in zip(raw.shape, p.shape, strict=True)], order=1,
                                  grid_mode=True, mode="nearest")  # fmt: skip
             out[head] = np.clip(p, 0.0, 1.0).astype(np.float32)

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import InputError
 from ._infer import Predictor
 
-__all__ = ["check_voxel_size", "predict", "predictor"]
+__all__ = ["check_voxel_size", "predict", "predict_working_grid", "predictor"]
 
 
 @lru_cache(maxsize=4)
@@ -43,14 +43,31 @@ def check_voxel_size(voxel_size_nm: tuple[float, float, float], *, where: str = 
 
 
 def predict(
-    raw: np.ndarray, voxel_size_nm: tuple[float, float, float], dataset: str = ""
+    raw: np.ndarray,
+    voxel_size_nm: tuple[float, float, float],
+    dataset: str = "",
+    *,
+    native_grid: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Probability maps for a block; ``dataset`` is ignored (the choice follows the voxel size)."""
+    """Probability maps for a block; ``dataset`` is ignored (the choice follows the voxel size).
+
+    With ``native_grid=False`` the maps stay on the network's working grid (see
+    :meth:`Predictor.predict`); scoring reads them there.
+    """
     if _network_for(voxel_size_nm) == "sections2d":
-        maps = predictor("sections2d").predict(raw, voxel_size_nm=voxel_size_nm)
+        maps = predictor("sections2d").predict(
+            raw, voxel_size_nm=voxel_size_nm, native_grid=native_grid
+        )
         return {
             "boundary": maps["membrane"],
             "synapse": maps["synapse"],
             "extracellular": maps["extracellular"],
         }
-    return predictor("fibsem3d").predict(raw, voxel_size_nm=voxel_size_nm)
+    return predictor("fibsem3d").predict(raw, voxel_size_nm=voxel_size_nm, native_grid=native_grid)
+
+
+def predict_working_grid(
+    raw: np.ndarray, voxel_size_nm: tuple[float, float, float]
+) -> dict[str, np.ndarray]:
+    """:func:`predict` with the maps on the network's working grid (scoring's default)."""
+    return predict(raw, voxel_size_nm, native_grid=False)

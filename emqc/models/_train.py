@@ -9,9 +9,9 @@ Two networks (see ``MODEL_CARD.md``):
   ``synapse``, ``extracellular``, trained on the VNC (z 0–13) and ISBI (z 0–21)
   stacks downsampled 2× in-plane (4.6 → 9.2 nm, 4 → 8 nm).
 
-Loss: per-head binary cross-entropy with logits, positives of binary targets
-weighted by the inverse of their frequency (capped at 10; soft, distilled targets
-get weight 1), and zero weight for heads a dataset has
+Loss: per-head binary cross-entropy with logits, positives weighted by the
+inverse of their frequency (capped per network: 10 for sections2d, 3 for
+fibsem3d), and zero weight for heads a dataset has
 no labels for. Adam with cosine decay. After training, batch-norm statistics are
 recomputed on un-augmented training crops (the running averages collected under
 heavy augmentation otherwise misfit clean data).
@@ -55,6 +55,9 @@ class TrainingSpec:
     downsample: dict[str, int] = field(default_factory=dict)  # in-plane factor per dataset
     #: Share of crops from the clean volumes when damaged copies are trained on too.
     clean_share: float = 1.0
+    #: Largest weight of a positive voxel (inverse frequency otherwise). Large weights
+    #: inflate probabilities, and the metrics read maps at 0.5.
+    pos_weight_cap: float = 10.0
 
 
 SPECS = {
@@ -71,8 +74,9 @@ SPECS = {
         datasets=("medulla",),
         crop=(48, 48, 48),
         batch=2,
-        iterations=3000,
-        clean_share=0.4,
+        iterations=4000,
+        clean_share=0.5,
+        pos_weight_cap=3.0,
     ),
     "sections2d": TrainingSpec(
         config=UNetConfig(
@@ -165,7 +169,7 @@ def train(
     samplers = [CropSampler(img, tgt, crop=spec.crop, rng=rng) for _, img, tgt in data]
     weights = _crop_weights(data, spec.clean_share)
     pos_weight = torch.tensor(
-        [_pos_weight([t[h] for _, _, t in data if h in t]) for h in heads]
+        [_pos_weight([t[h] for _, _, t in data if h in t], spec.pos_weight_cap) for h in heads]
     ).view(1, -1, *([1] * spec.config.dims))
 
     net = UNet(spec.config)
@@ -235,11 +239,9 @@ def _crop_weights(data, clean_share: float) -> np.ndarray:  # type: ignore[no-un
     return w / w.sum()
 
 
-def _pos_weight(targets: list[np.ndarray]) -> float:
-    if targets and all(t.dtype.kind == "f" for t in targets):
-        return 1.0  # soft (distilled) targets: the teacher's probabilities, unweighted
+def _pos_weight(targets: list[np.ndarray], cap: float) -> float:
     frac = float(np.mean([t.mean() for t in targets])) if targets else 0.5
-    return float(min(10.0, (1 - frac) / max(frac, 1e-6)))
+    return float(min(cap, (1 - frac) / max(frac, 1e-6)))
 
 
 @torch.no_grad()

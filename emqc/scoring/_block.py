@@ -1,7 +1,9 @@
 """One block's scores: probability maps → the three preservation scores + imaging quality.
 
 The preservation scores (:mod:`emqc.metrics`) read only the networks' probability
-maps; imaging quality reads the raw block and is reported beside them, never mixed
+maps, on the grid the maps come on: the networks' working grid by default (12 nm
+for FIB-SEM), whose voxel size follows from the block's physical extent and the
+maps' shape; imaging quality reads the raw block at its own voxels and is reported beside them, never mixed
 in. A score whose map is missing (a network without that head) or that cannot be
 judged on this block is NaN with a flag, so a table keeps every row and a summary
 counts what it could not score instead of hiding it.
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 from ..metrics import edema, imaging_quality, membrane_integrity, synapse_traceability
 
@@ -76,12 +79,14 @@ def score_block(
     raw : (Z, Y, X) ndarray of uint8
         The block's voxels.
     voxel_size_nm : (3,) tuple of float
-    maps : mapping of str to (Z, Y, X) float32 ndarray, optional
-        Probability maps ``"boundary"``, ``"extracellular"``, ``"synapse"``; computed
-        with ``predict`` when not given.
+    maps : mapping of str to (Z', Y', X') float32 ndarray, optional
+        Probability maps ``"boundary"``, ``"extracellular"``, ``"synapse"``, all of one
+        shape, covering the block: on its grid, or on another (the metrics then use
+        voxels of ``raw.shape * voxel_size_nm / map shape``); computed with
+        ``predict`` when not given.
     predict : callable, optional
-        ``predict(raw, voxel_size_nm) -> maps`` (default: the committed networks,
-        :func:`emqc.models._methods.predict`).
+        ``predict(raw, voxel_size_nm) -> maps`` (default: the committed networks on
+        their working grid, :func:`emqc.models._methods.predict_working_grid`).
 
     Returns
     -------
@@ -91,11 +96,12 @@ def score_block(
         raise ValueError(f"raw must be a (Z, Y, X) block, got shape {raw.shape}")
     if maps is None:
         if predict is None:
-            from ..models._methods import predict as predict_default
+            from ..models._methods import predict_working_grid
 
-            predict = predict_default
+            predict = predict_working_grid
         maps = predict(raw, voxel_size_nm)
-    vox = tuple(float(v) for v in voxel_size_nm)
+    raw_vox = tuple(float(v) for v in voxel_size_nm)
+    vox, raw_on_maps = _map_grid(raw, raw_vox, maps)
     flags: list[str] = []
     details: dict[str, Any] = {}
     values: dict[str, float] = {}
@@ -112,7 +118,7 @@ def score_block(
     else:
         record("membrane_integrity", membrane_integrity(boundary, voxel_size_nm=vox))
     if "extracellular" in maps:
-        record("edema", edema(maps["extracellular"], voxel_size_nm=vox, raw=raw))
+        record("edema", edema(maps["extracellular"], voxel_size_nm=vox, raw=raw_on_maps))
     else:
         values["edema"] = math.nan
         flags.append("edema:no_extracellular_map")
@@ -124,7 +130,7 @@ def score_block(
     else:
         values["synapse_traceability"] = math.nan
         flags.append("synapse_traceability:no_synapse_map")
-    quality = imaging_quality(raw, voxel_size_nm=vox)
+    quality = imaging_quality(raw, voxel_size_nm=raw_vox)
     details["imaging_quality"] = quality.to_dict()
     flags.extend(f"imaging_quality:{f}" for f in quality.flags)
     return BlockScores(
@@ -136,3 +142,21 @@ def score_block(
         flags=tuple(flags),
         details=details,
     )
+
+
+def _map_grid(
+    raw: np.ndarray, voxel_size_nm: tuple[float, float, float], maps: Mapping[str, np.ndarray]
+) -> tuple[tuple[float, float, float], np.ndarray]:
+    """Voxel size of the maps' grid, and ``raw`` on that grid (for edema's pale-void check)."""
+    shapes = {np.shape(m) for m in maps.values()}
+    if len(shapes) > 1:
+        raise ValueError(f"the maps must share one shape, got {sorted(shapes)}")
+    shape = shapes.pop() if shapes else raw.shape
+    if len(shape) != 3:
+        raise ValueError(f"maps must be (Z, Y, X) volumes, got shape {shape}")
+    if shape == raw.shape:
+        return voxel_size_nm, raw
+    vox = tuple(n * v / m for n, v, m in zip(raw.shape, voxel_size_nm, shape, strict=True))
+    zoom = [m / n for m, n in zip(shape, raw.shape, strict=True)]
+    on_maps = ndimage.zoom(raw, zoom, order=1, grid_mode=True, mode="nearest")
+    return vox, on_maps[tuple(slice(0, m) for m in shape)]  # type: ignore[return-value]

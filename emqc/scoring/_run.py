@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import uuid
 from dataclasses import dataclass
@@ -63,7 +64,16 @@ class ScoreRun:
     score_map: Path | None = None
 
 
-def _score_one(volume: Volume, origin, shape, predict: Predict | None) -> BlockScores:  # type: ignore[no-untyped-def]
+def _score_one(
+    volume: Volume, origin, shape, predict: Predict | None, torch_threads: int
+) -> BlockScores:  # type: ignore[no-untyped-def]
+    if predict is None:
+        import torch
+
+        # Blocks are the unit of parallelism (one per core): each network call gets
+        # its share of the cores, set explicitly (LocalCluster and Dask workers would
+        # otherwise leave torch at 1 thread or at all cores per block).
+        torch.set_num_threads(torch_threads)
     raw = volume.read(tuple(origin), tuple(shape))
     return score_block(raw, voxel_size_nm=volume.voxel_size_nm, predict=predict)
 
@@ -159,7 +169,10 @@ def score_volume(
             )
 
     tasks = [
-        dask.delayed(_score_one)(vol, b.origin_vox, b.shape_vox, predict) for b in blocks.blocks
+        dask.delayed(_score_one)(
+            vol, b.origin_vox, b.shape_vox, predict, _torch_threads(len(blocks.blocks))
+        )
+        for b in blocks.blocks
     ]
     scores = tuple(
         compute(tasks, label=f"Scoring {len(tasks)} blocks of {vol.path.name}", progress=progress)
@@ -167,6 +180,17 @@ def score_volume(
     summary = dict(summarize_blocks(scores, thresholds=thresholds, seed=blocks.seed % 2**63))
     _write(out, vol, blocks, scores, summary, thresholds, selection)
     return ScoreRun(out, blocks, scores, summary, out / SCORE_MAP if all_blocks else None)
+
+
+def _torch_threads(n_blocks: int) -> int:
+    """Torch threads per block: on local threads, the cores shared among concurrent blocks;
+    on a distributed cluster, 1 (each worker thread scores one block)."""
+    from .._compute import active_client
+
+    cores = os.cpu_count() or 1
+    if active_client() is not None:
+        return 1
+    return max(1, cores // max(1, min(n_blocks, cores)))
 
 
 def _write(out, vol, blocks, scores, summary, thresholds, selection) -> None:  # type: ignore[no-untyped-def]
