@@ -114,7 +114,7 @@ def test_2d_predictor_runs_per_section():
     assert out["synapse"].shape == raw.shape
 
 
-@pytest.mark.parametrize("path", sorted(WEIGHTS_DIR.glob("*.pt")), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sorted(WEIGHTS_DIR.glob("**/*.pt")), ids=lambda p: p.stem)
 def test_committed_weights_load_safely_and_are_small(path):
     net, training = load_network(path)  # torch.load(weights_only=True)
     assert path.stat().st_size < 5_000_000
@@ -148,3 +148,19 @@ def test_damaged_copies_teach_no_boundary_across_broken_membrane_and_their_true_
     np.testing.assert_array_equal(t["extracellular"], swollen.extracellular)
     assert t["extracellular"].mean() > 0.1 and not (t["boundary"] & t["extracellular"]).any()
     assert t["boundary"].sum() > 0.5 * clean.sum()  # the shrunken cells keep their membranes
+
+
+def test_a_network_starts_from_a_pretrained_one_head_by_head(tmp_path, monkeypatch):
+    from emqc.models import _train
+
+    old = tiny(3, heads=("boundary",))
+    monkeypatch.setattr(_train, "WEIGHTS_DIR", tmp_path)
+    save_network(old, tmp_path / "pretrained" / "stage1.pt", training={})
+    new = tiny(3, heads=("extracellular", "boundary"))
+    torch.nn.init.zeros_(new.out.weight)
+    _train.init_from_pretrained(new, "stage1")
+    loaded, _ = load_network(tmp_path / "pretrained" / "stage1.pt")  # float16 as stored
+    x = torch.rand(1, 1, 16, 16, 16)
+    with torch.inference_mode():
+        torch.testing.assert_close(new(x)[:, 1], loaded(x)[:, 0])  # boundary carried over
+        assert not torch.equal(new(x)[:, 0], loaded(x)[:, 0])  # a new head starts fresh

@@ -10,11 +10,11 @@ from . import cli
 
 
 @cli.command()
-@click.argument("name", type=click.Choice(["fibsem3d", "sections2d"]))
+@click.argument("name", type=click.Choice(["fibsem3d_boundary", "fibsem3d", "sections2d"]))
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
-    help="Weights file (default: emqc/models/weights/NAME.pt).",
+    help="Weights file (default: emqc/models/weights/NAME.pt; pretrained/ for stage 1).",
 )
 @click.option(
     "--iterations",
@@ -32,8 +32,10 @@ from . import cli
 def train(name, out, iterations, seed, threads):  # type: ignore[no-untyped-def]
     """Train network NAME on the training parts of the real data in $EMQC_DATA.
 
-    fibsem3d: 3D U-Net (boundary, extracellular, synapse) at 12 nm on the medulla
-    FIB-SEM cube, z 0-159, clean and with simulated damage.
+    fibsem3d_boundary: 3D U-Net (boundary) at 10 nm on the medulla FIB-SEM cube, z 0-159
+    (stage 1; weights in weights/pretrained/).
+    fibsem3d: from fibsem3d_boundary, adds the extracellular and synapse heads and
+    trains on the cube clean and with simulated damage (stage 2).
     sections2d: 2D U-Net (membrane, synapse, extracellular) on VNC z 0-13 and ISBI z 0-21.
     See emqc/models/MODEL_CARD.md.
     """

@@ -1,8 +1,8 @@
 """The committed networks as one prediction method, for the accuracy benchmark and scoring.
 
 Isotropic blocks (FIB-SEM) get ``boundary``, ``extracellular`` and ``synapse``
-from ``fibsem3d`` (one 3D pass; blocks up to about 256³ voxels at its 12 nm run as
-one tile); anisotropic blocks (serial sections, z voxel > 1.5× the in-plane one) get
+from ``fibsem3d`` (one 3D pass; blocks up to 256³ voxels at its 10 nm, such as
+2.56 µm at 8 nm, run as one tile); anisotropic blocks (serial sections, z voxel > 1.5× the in-plane one) get
 ``boundary`` (membranes), ``synapse`` and ``extracellular`` from ``sections2d``
 run section by section.
 """
