@@ -2,9 +2,10 @@
 
 Two networks (see ``MODEL_CARD.md``):
 
-- ``fibsem3d``: 3D U-Net for isotropic FIB-SEM at 12 nm, heads ``boundary``,
+- ``fibsem3d``: 3D U-Net for isotropic FIB-SEM at 10 nm, heads ``boundary``,
   ``extracellular`` and ``synapse``, trained on the medulla cube (z 0–159; held
-  out z ≥ 167), clean and with simulated damage (see ``_fibsem_data``);
+  out z ≥ 167) in two stages: ``fibsem3d_boundary`` (boundary, clean cube), then
+  all three heads from it, clean and with simulated damage (see ``_fibsem_data``);
 - ``sections2d``: 2D U-Net for single sections at ~9 nm, heads ``membrane``,
   ``synapse``, ``extracellular``, trained on the VNC (z 0–13) and ISBI (z 0–21)
   stacks downsampled 2× in-plane (4.6 → 9.2 nm, 4 → 8 nm).
@@ -92,7 +93,7 @@ SPECS = {
         datasets=("medulla",),
         crop=(48, 48, 48),
         batch=2,
-        iterations=1500,
+        iterations=3000,
         lr=1e-3,
         clean_share=0.5,
         pos_weight_caps={"extracellular": 3.0},

@@ -1,7 +1,7 @@
 """One block's scores: probability maps → the three preservation scores + imaging quality.
 
 The preservation scores (:mod:`emqc.metrics`) read only the networks' probability
-maps, on the grid the maps come on: the networks' working grid by default (12 nm
+maps, on the grid the maps come on: the networks' working grid by default (10 nm
 for FIB-SEM), whose voxel size follows from the block's physical extent and the
 maps' shape; imaging quality reads the raw block at its own voxels and is reported beside them, never mixed
 in. A score whose map is missing (a network without that head) or that cannot be
