@@ -84,7 +84,7 @@ class DemoSample:
 
     @property
     def condition(self) -> str:
-        """``"well-preserved"`` or ``"damaged: edema 0.7 + membrane breakdown 0.6"``."""
+        """``"well-preserved"`` or ``"damaged: edema 0.7 + membrane breakdown 0.7"``."""
         if not self.damage:
             return "well-preserved"
         return "damaged: " + " + ".join(
@@ -95,9 +95,9 @@ class DemoSample:
 #: The demo set: one synthetic neuropil, delivered once well-preserved and once damaged.
 #: Sharing the seed makes the damage the only difference between the two samples (the
 #: blocks drawn differ, as the sampling seed is mixed with each volume's digest).
-#: Membranes break first, then edema opens the extracellular space (with a perivascular
-#: halo round a capillary it adds); breaking membranes after edema would find few
-#: cell-to-cell contacts left to break.
+#: Edema first opens the extracellular space (with a perivascular halo round a capillary
+#: it adds), then membranes break: in the other order edema gives every shrunken cell its
+#: membrane back and hides the breakdown.
 DEMO_SAMPLES = (
     DemoSample("S01", seed=202, vessel=False, format="tiff-stack"),
     DemoSample(
@@ -105,7 +105,7 @@ DEMO_SAMPLES = (
         seed=202,
         vessel=False,
         format="hdf5",
-        damage=(("membrane_breakdown", 0.6), ("edema", 0.7)),
+        damage=(("edema", 0.7), ("membrane_breakdown", 0.7)),
     ),
 )
 DEMO_SHAPE = (128, 256, 256)

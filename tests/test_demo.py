@@ -79,7 +79,7 @@ def test_demo_samples_are_one_neuropil_well_preserved_and_damaged():
     well, damaged = DEMO_SAMPLES
     assert (well.seed, well.vessel) == (damaged.seed, damaged.vessel)
     assert well.condition == "well-preserved" and not well.damage
-    assert damaged.condition == "damaged: membrane breakdown 0.6 + edema 0.7"
+    assert damaged.condition == "damaged: edema 0.7 + membrane breakdown 0.7"
     assert {well.format, damaged.format} == {"tiff-stack", "hdf5"}
 
 
