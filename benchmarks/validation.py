@@ -144,11 +144,10 @@ def rho_table(result: dict) -> dict:  # type: ignore[no-untyped-def]
         for score in SCORES:
             vals = [c[score] for c in rows]
             ok = np.isfinite(vals)
-            rho = (
-                stats.spearmanr(np.array(sev)[ok], np.array(vals)[ok]).statistic
-                if ok.sum() > 2
-                else np.nan
-            )
+            x, y = np.array(sev)[ok], np.array(vals)[ok]
+            # Spearman's rho is undefined for a constant score (e.g. edema 0 throughout).
+            defined = ok.sum() > 2 and np.ptp(y) > 0
+            rho = stats.spearmanr(x, y).statistic if defined else np.nan
             table[f"{damage}/{score}"] = float(rho)
     return table
 
