@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import SamplingError
 from ..volume import Volume, open_volume
 from ._blocklist import BlockList, SamplingParameters, make_blocks
@@ -68,14 +70,7 @@ def sample_volume(
         When no block position lies wholly inside tissue.
     """
     vol = volume if isinstance(volume, Volume) else open_volume(volume)
-    if block_um is not None and block_vox is not None:
-        raise ValueError("give block_um or block_vox, not both")
-    if block_vox is None:
-        edge_nm = 1000.0 * (DEFAULT_BLOCK_UM if block_um is None else float(block_um))
-        if not edge_nm > 0:
-            raise ValueError(f"block_um must be positive, got {block_um}")
-        block_vox = tuple(max(1, round(edge_nm / v)) for v in vol.voxel_size_nm)  # type: ignore[assignment]
-    block = tuple(int(b) for b in block_vox)  # type: ignore[union-attr]
+    block = block_shape_vox(vol, block_um=block_um, block_vox=block_vox)
     if any(b > s for b, s in zip(block, vol.shape, strict=True)):
         raise SamplingError(
             f"a block of {_fmt(block)} voxels ({_fmt_um(block, vol)} µm) does not fit in {vol.path}, "
@@ -83,10 +78,7 @@ def sample_volume(
             "--block-um or --block-vox."
         )
 
-    level = _mask_level(vol, mask_voxel_nm)
-    mask_voxel = vol.layout.levels[level].voxel_size_nm
-    mask = tissue_mask(vol.arrays[level][...], voxel_size_nm=mask_voxel)
-    mask_scale = tuple(round(m / v) for m, v in zip(mask_voxel, vol.voxel_size_nm, strict=True))
+    level, mask, mask_scale = stored_tissue_mask(vol, mask_voxel_nm)
 
     seed_source = "user" if seed is not None else "os-random"
     seed = draw_seed() if seed is None else int(seed)
@@ -94,17 +86,10 @@ def sample_volume(
     origins = sample_block_origins(
         mask, **common, n=n, rng=rng_for(seed, vol.root_digest), allow_overlap=allow_overlap
     )
-    parameters = SamplingParameters(
-        block_shape_vox=block,
-        block_shape_um=tuple(b * v / 1000.0 for b, v in zip(block, vol.voxel_size_nm, strict=True)),
-        voxel_size_nm=vol.voxel_size_nm,
-        allow_overlap=allow_overlap,
-        mask_level=level,
-        mask_scale=mask_scale,
-        tissue_mask=dict(TISSUE_MASK_DEFAULTS),
-        mask_tissue_fraction=float(mask.mean()),
-        n_valid_positions=count_valid_positions(mask, **common),
-    )
+    parameters = sampling_parameters(
+        vol, block=block, level=level, mask=mask, mask_scale=mask_scale,
+        allow_overlap=allow_overlap, n_valid_positions=count_valid_positions(mask, **common),
+    )  # fmt: skip
     return BlockList(
         volume=str(vol.path),
         volume_digest=vol.root_digest,
@@ -137,6 +122,59 @@ def read_block_list(path: str | Path) -> BlockList:
         return BlockList.from_json_bytes(data)
     except SamplingError as exc:
         raise SamplingError(f"{path} is not a valid emqc block list: {exc.message}") from exc
+
+
+def block_shape_vox(
+    vol: Volume, *, block_um: float | None, block_vox: tuple[int, int, int] | None
+) -> tuple[int, int, int]:
+    """Block shape in level-0 voxels: ``block_vox``, or an edge of ``block_um`` µm
+    (default :data:`DEFAULT_BLOCK_UM`) converted per axis with the voxel size."""
+    if block_um is not None and block_vox is not None:
+        raise ValueError("give block_um or block_vox, not both")
+    if block_vox is None:
+        edge_nm = 1000.0 * (DEFAULT_BLOCK_UM if block_um is None else float(block_um))
+        if not edge_nm > 0:
+            raise ValueError(f"block_um must be positive, got {block_um}")
+        block_vox = tuple(max(1, round(edge_nm / v)) for v in vol.voxel_size_nm)  # type: ignore[assignment]
+    return tuple(int(b) for b in block_vox)  # type: ignore[return-value,union-attr]
+
+
+def stored_tissue_mask(
+    vol: Volume, mask_voxel_nm: float
+) -> tuple[int, np.ndarray, tuple[int, int, int]]:
+    """The tissue mask of a stored volume: (pyramid level, mask, level-0 voxels per mask voxel).
+
+    Computed on the coarsest level whose voxels are at most ``mask_voxel_nm``.
+    """
+    level = _mask_level(vol, mask_voxel_nm)
+    mask_voxel = vol.layout.levels[level].voxel_size_nm
+    mask = tissue_mask(vol.arrays[level][...], voxel_size_nm=mask_voxel)
+    mask_scale = tuple(round(m / v) for m, v in zip(mask_voxel, vol.voxel_size_nm, strict=True))
+    return level, mask, mask_scale  # type: ignore[return-value]
+
+
+def sampling_parameters(
+    vol: Volume,
+    *,
+    block: tuple[int, int, int],
+    level: int,
+    mask: np.ndarray,
+    mask_scale: tuple[int, int, int],
+    allow_overlap: bool,
+    n_valid_positions: int | None,
+) -> SamplingParameters:
+    """The record of how a block list of ``vol`` was chosen (sampled or a grid)."""
+    return SamplingParameters(
+        block_shape_vox=block,
+        block_shape_um=tuple(b * v / 1000.0 for b, v in zip(block, vol.voxel_size_nm, strict=True)),
+        voxel_size_nm=vol.voxel_size_nm,
+        allow_overlap=allow_overlap,
+        mask_level=level,
+        mask_scale=mask_scale,
+        tissue_mask=dict(TISSUE_MASK_DEFAULTS),
+        mask_tissue_fraction=float(mask.mean()),
+        n_valid_positions=n_valid_positions,
+    )
 
 
 def _mask_level(vol: Volume, mask_voxel_nm: float) -> int:

@@ -34,14 +34,11 @@ import numpy as np
 
 from ..errors import NoTissueError, SamplingError
 from ..sampling import (
-    TISSUE_MASK_DEFAULTS,
     BlockList,
-    SamplingParameters,
     make_blocks,
-    tissue_mask,
 )
 from ..sampling._positions import _Problem
-from ..sampling.volume import DEFAULT_BLOCK_UM, _mask_level
+from ..sampling.volume import block_shape_vox, sampling_parameters, stored_tissue_mask
 from ..volume import Volume, open_volume
 
 __all__ = ["grid_index", "grid_origins", "grid_shape", "grid_volume"]
@@ -220,10 +217,7 @@ def grid_volume(
             f"a block of {_fmt(block)} voxels does not fit in {vol.path}, which is "
             f"{_fmt(vol.shape)} voxels; use a smaller --block-um or --block-vox."
         )
-    level = _mask_level(vol, mask_voxel_nm)
-    mask_voxel = vol.layout.levels[level].voxel_size_nm
-    mask = tissue_mask(vol.arrays[level][...], voxel_size_nm=mask_voxel)
-    mask_scale = tuple(round(m / v) for m, v in zip(mask_voxel, vol.voxel_size_nm, strict=True))
+    level, mask, mask_scale = stored_tissue_mask(vol, mask_voxel_nm)
     origins = grid_origins(vol.shape, block_shape=block, valid=mask, mask_scale=mask_scale)
     if len(origins) == 0:
         n_grid = int(np.prod(grid_shape(vol.shape, block_shape=block)))
@@ -232,17 +226,10 @@ def grid_volume(
             f"inside tissue (the tissue mask covers {mask.mean():.1%} of the volume); use a "
             "smaller --block-um or --block-vox, or check the volume."
         )
-    parameters = SamplingParameters(
-        block_shape_vox=block,
-        block_shape_um=tuple(b * v / 1000.0 for b, v in zip(block, vol.voxel_size_nm, strict=True)),
-        voxel_size_nm=vol.voxel_size_nm,
-        allow_overlap=False,
-        mask_level=level,
-        mask_scale=mask_scale,
-        tissue_mask=dict(TISSUE_MASK_DEFAULTS),
-        mask_tissue_fraction=float(mask.mean()),
+    parameters = sampling_parameters(
+        vol, block=block, level=level, mask=mask, mask_scale=mask_scale, allow_overlap=False,
         n_valid_positions=None,  # counts random positions; a grid has no use for it
-    )
+    )  # fmt: skip
     return BlockList(
         volume=str(vol.path),
         volume_digest=vol.root_digest,
@@ -256,15 +243,10 @@ def grid_volume(
 def _block_shape(
     vol: Volume, block_um: float | None, block_vox: tuple[int, int, int] | None
 ) -> tuple[int, int, int]:
-    """Block shape in voxels from an edge in µm (per axis) or in voxels, as sampling does."""
-    if block_um is not None and block_vox is not None:
-        raise ValueError("give block_um or block_vox, not both")
-    if block_vox is not None:
-        return _triple("block_vox", block_vox)
-    edge_nm = 1000.0 * (DEFAULT_BLOCK_UM if block_um is None else float(block_um))
-    if not edge_nm > 0:
-        raise ValueError(f"block_um must be positive, got {block_um}")
-    return tuple(max(1, round(edge_nm / v)) for v in vol.voxel_size_nm)  # type: ignore[return-value]
+    """Block shape in voxels as sampling computes it, with ``block_vox`` checked strictly."""
+    if block_vox is not None and block_um is None:
+        block_vox = _triple("block_vox", block_vox)
+    return block_shape_vox(vol, block_um=block_um, block_vox=block_vox)
 
 
 def _fmt(shape: Sequence[int]) -> str:
