@@ -28,6 +28,9 @@ __all__ = [
     "MissingChunkError",
     "NoTissueError",
     "SamplingError",
+    "CustodyError",
+    "KeyFileError",
+    "TamperError",
 ]
 
 
@@ -113,3 +116,15 @@ class SamplingError(InputError):
 
 class NoTissueError(SamplingError):
     """No position exists where a block lies wholly inside tissue."""
+
+
+class CustodyError(EmqcError):
+    """The custody ledger, key registry or a signed report cannot be used as asked."""
+
+
+class KeyFileError(CustodyError):
+    """A private key file is missing, unreadable, too widely readable or needs a passphrase."""
+
+
+class TamperError(IntegrityError, CustodyError):
+    """A signed record, ledger event or report file fails verification (altered or forged)."""

@@ -12,7 +12,6 @@ import pyarrow.parquet as pq
 import pytest
 import zarr
 from click.testing import CliRunner
-from scipy import ndimage
 
 from emqc.cli import cli
 from emqc.errors import NoTissueError
@@ -24,19 +23,10 @@ from emqc.scoring._run import score_volume
 from emqc.scoring._scoremap import MAP_CHANNELS, score_map_values
 from emqc.sources._array import ArraySource
 from emqc.synth import synthetic_neuropil
+from emqc.testing import intensity_maps
 
 VOXEL = (10.0, 10.0, 10.0)
 BLOCK = (16, 32, 16)  # not a cube, so that a swapped axis shows
-
-
-def intensity_maps(raw, voxel_size_nm):
-    """A stand-in predictor (fast, deterministic): dark = boundary, pale = extracellular."""
-    img = ndimage.gaussian_filter(raw.astype(np.float32), 1.0)
-    return {
-        "boundary": np.clip((125 - img) / 40, 0, 1).astype(np.float32),
-        "extracellular": np.clip((img - 175) / 30, 0, 1).astype(np.float32),
-        "synapse": np.clip((70 - img) / 30, 0, 1).astype(np.float32),
-    }
 
 
 @pytest.fixture(scope="module")

@@ -7,11 +7,9 @@ import json
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from scipy import ndimage
 
 from emqc.cli import cli
 from emqc.errors import IncompleteVolumeError, InputError, OutputExistsError, SamplingError
@@ -21,16 +19,7 @@ from emqc.scoring import score_block
 from emqc.scoring._run import score_volume
 from emqc.sources._array import ArraySource
 from emqc.synth import synthetic_neuropil
-
-
-def intensity_maps(raw, voxel_size_nm):
-    """A stand-in predictor (fast, deterministic): dark = boundary, pale = extracellular."""
-    img = ndimage.gaussian_filter(raw.astype(np.float32), 1.0)
-    return {
-        "boundary": np.clip((125 - img) / 40, 0, 1).astype(np.float32),
-        "extracellular": np.clip((img - 175) / 30, 0, 1).astype(np.float32),
-        "synapse": np.clip((70 - img) / 30, 0, 1).astype(np.float32),
-    }
+from emqc.testing import intensity_maps
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from . import cli
-from ._options import Pair, Triple
+from ._options import Pair, Triple, open_custody, study_options
 
 
 @contextlib.contextmanager
@@ -57,9 +57,21 @@ def _scheduler(address: str | None) -> Iterator[None]:
     help="Dask scheduler address (default: threads on this machine).",
 )
 @click.option("--no-progress", is_flag=True, help="Do not show progress bars.")
-def ingest(
-    src, dest, voxel_size, overwrite, operator, chunk, intensity_range, scheduler, no_progress
-):  # type: ignore[no-untyped-def]
+@study_options
+def ingest(  # type: ignore[no-untyped-def]
+    src,
+    dest,
+    voxel_size,
+    overwrite,
+    operator,
+    chunk,
+    intensity_range,
+    scheduler,
+    no_progress,
+    study,
+    key,
+    reason,
+):
     """Convert SRC to a verified OME-Zarr volume at DEST.
 
     SRC: a folder or glob of TIFF/PNG slices, a multipage TIFF, an MRC file,
@@ -67,6 +79,9 @@ def ingest(
     """
     from ..ingest import ingest as run_ingest
 
+    custody = open_custody(study, key)
+    if custody is not None and operator is None:
+        operator = custody[1].name
     with _scheduler(scheduler):
         result = run_ingest(
             src,
@@ -87,20 +102,71 @@ def ingest(
         f"  root digest     sha256:{result.root_digest}\n"
         f"  time            {result.seconds:.1f} s ({result.megavoxels_per_second:.1f} Mvoxel/s)"
     )
+    if custody is not None:
+        s, signer = custody
+        ev = s.record(
+            signer,
+            "ingest",
+            reason=reason,
+            objects=[s.volume_ref(result.path)],
+            params={
+                "source": str(src),
+                "voxel_size_nm": list(result.voxel_size_nm),
+                "shape": list(result.shape),
+                "intensity_rule": result.intensity_rule.kind,
+            },
+        )
+        click.echo(f"  custody         event {ev.seq} in {s.ledger.path}")
 
 
 @cli.command()
 @click.argument("dest", type=click.Path(path_type=Path))
 @click.option("--fast", is_flag=True, help="Check presence and sizes only, without re-hashing.")
-def verify(dest, fast):  # type: ignore[no-untyped-def]
-    """Check every stored file of volume DEST against its manifest.
+@click.option(
+    "--data",
+    type=click.Path(path_type=Path),
+    help="For a report folder: where its volumes are (the study folder), to re-hash them.",
+)
+@click.option(
+    "--keys",
+    "current_keys",
+    type=click.Path(path_type=Path),
+    help="For a report folder: the study's key registry now, to catch later revocations "
+    "(default: ROOT/keys.json with --data).",
+)
+@study_options
+def verify(dest, fast, data, current_keys, study, key, reason):  # type: ignore[no-untyped-def]
+    """Check volume DEST against its manifest, or a signed report folder DEST offline.
 
-    Exits 0 when the volume is whole and unaltered, 1 when any file is missing,
-    altered or unexpected (each one is named).
+    A volume: every stored file is re-hashed (or, with --fast, checked for
+    presence and size). A report folder (one with attestation.dsse.json): its
+    signatures, files, ledger copy and, with --data ROOT, its volumes' chunks.
+    Exits 0 when all is intact, 1 when anything is missing, altered or unexpected
+    (each one is named).
     """
+    from ..custody._export import ENVELOPE_FILE
     from ..manifest import verify_volume
 
+    if (Path(dest) / ENVELOPE_FILE).is_file():
+        from ..custody import verify_report
+
+        checked = verify_report(dest, data_root=data, current_keys=current_keys)
+        checked.raise_for_problems()
+        click.echo(checked.summary())
+        return
+    custody = open_custody(study, key)
     report = verify_volume(dest, mode="presence" if fast else "digests")
+    if custody is not None:
+        s, signer = custody
+        s.record(
+            signer,
+            "verify",
+            reason=reason,
+            objects=[
+                {"name": f"volume:{s.name_of(dest)}", "digest": {"sha256": report.root_digest}}
+            ],
+            params={"mode": report.mode, "ok": report.ok, "problems": report.problems()[:100]},
+        )
     report.raise_for_problems()
     what = "present with recorded sizes" if fast else "present and unaltered (SHA-256)"
     click.echo(
@@ -130,16 +196,32 @@ def verify(dest, fast):  # type: ignore[no-untyped-def]
 @click.option(
     "--out", type=click.Path(path_type=Path), required=True, help="Block list to write (JSON)."
 )
-def sample(dest, n, seed, block_um, block_vox, allow_overlap, out):  # type: ignore[no-untyped-def]
+@study_options
+def sample(dest, n, seed, block_um, block_vox, allow_overlap, out, study, key, reason):  # type: ignore[no-untyped-def]
     """Draw N random blocks inside tissue of volume DEST, reproducibly."""
     from ..sampling.volume import sample_volume, write_block_list
 
     if block_um is not None and block_vox is not None:
         raise click.UsageError("give either --block-um or --block-vox, not both")
+    custody = open_custody(study, key)
     blocks = sample_volume(
         dest, n=n, seed=seed, block_um=block_um, block_vox=block_vox, allow_overlap=allow_overlap
     )
     write_block_list(blocks, out)
+    if custody is not None:
+        st, signer = custody
+        st.record(
+            signer,
+            "sample",
+            reason=reason,
+            objects=[st.volume_ref(dest), st.file_ref(out, kind="blocks")],
+            params={
+                "n": len(blocks.blocks),
+                "seed": blocks.seed,
+                "seed_source": blocks.seed_source,
+                "block_shape_vox": list(blocks.parameters.block_shape_vox),
+            },
+        )
     p = blocks.parameters
     click.echo(
         f"sampled {len(blocks.blocks)} blocks of {' x '.join(map(str, p.block_shape_vox))} voxels "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import click
 
@@ -51,3 +53,48 @@ class Pair(click.ParamType):
         if not hi > lo:
             self.fail(f"{value!r}: HI must be greater than LO", param, ctx)
         return lo, hi
+
+
+def study_options(command):  # type: ignore[no-untyped-def]
+    """``--study``, ``--key`` and ``--reason``: record the command in a study's custody ledger."""
+    command = click.option(
+        "--reason", default="", help="Why this is done (recorded in the custody ledger)."
+    )(command)
+    command = click.option(
+        "--key",
+        type=click.Path(path_type=Path),
+        envvar="EMQC_KEY",
+        help="Your private key file (default: $EMQC_KEY); passphrase from $EMQC_KEY_PASSPHRASE "
+        "or a prompt.",
+    )(command)
+    return click.option(
+        "--study",
+        type=click.Path(path_type=Path),
+        envvar="EMQC_STUDY",
+        help="Study folder whose custody ledger records this step (default: $EMQC_STUDY; "
+        "none: nothing is recorded).",
+    )(command)
+
+
+def open_custody(study, key):  # type: ignore[no-untyped-def]
+    """``(Study, Signer)`` for a command run with ``--study``; None without one.
+
+    Loads the key before the work starts, so a missing or wrong key fails at once.
+    """
+    if study is None:
+        return None
+    from ..custody import Study
+    from ..custody._study import signer_from
+
+    s = Study.open(study)
+    passphrase = None
+    if key is not None and _encrypted(key) and "EMQC_KEY_PASSPHRASE" not in os.environ:
+        passphrase = click.prompt(f"passphrase of {key}", hide_input=True)
+    return s, signer_from(s, key, passphrase=passphrase)
+
+
+def _encrypted(path: Path) -> bool:
+    try:
+        return b"ENCRYPTED" in Path(path).read_bytes()[:64]
+    except OSError:
+        return False

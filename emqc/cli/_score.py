@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from . import cli
-from ._options import Triple
+from ._options import Triple, open_custody, study_options
 
 
 @cli.command()
@@ -37,8 +37,21 @@ from ._options import Triple
 @click.option("--block-vox", type=Triple(integer=True), help="Block edge in voxels instead.")
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--no-progress", is_flag=True, help="Do not show progress bars.")
+@study_options
 def score(  # type: ignore[no-untyped-def]
-    volume, out, n, block_list, all_blocks, seed, block_um, block_vox, overwrite, no_progress
+    volume,
+    out,
+    n,
+    block_list,
+    all_blocks,
+    seed,
+    block_um,
+    block_vox,
+    overwrite,
+    no_progress,
+    study,
+    key,
+    reason,
 ):
     """Score preservation of VOLUME on blocks; write blocks.parquet/.csv and summary.json.
 
@@ -79,6 +92,7 @@ def score(  # type: ignore[no-untyped-def]
     if block_um and block_vox:
         raise click.UsageError("give --block-um or --block-vox, not both")
     blocks = read_block_list(block_list) if block_list is not None else None
+    custody = open_custody(study, key)
     run = score_volume(
         volume, out=out, blocks=blocks, n=n, seed=seed, block_um=block_um, block_vox=block_vox,
         all_blocks=all_blocks, overwrite=overwrite, progress=not no_progress,
@@ -97,3 +111,9 @@ def score(  # type: ignore[no-untyped-def]
     Console(width=None if Console().is_terminal else 110).print(table)
     wrote = "blocks.parquet, blocks.csv, summary.json"
     click.echo(f"wrote {run.out}/{wrote}" + (f", {run.score_map.name}" if run.score_map else ""))
+    if custody is not None:
+        st, signer = custody
+        ev = st.score_event(
+            signer, Path(volume), Path(run.out), block_list=block_list, reason=reason
+        )
+        click.echo(f"custody: event {ev.seq} in {st.ledger.path}")
