@@ -16,12 +16,18 @@ every output: they are stand-ins, never presented as real tissue).
 5. Score each sample's blocks with the committed networks on the same cluster
    (:func:`emqc.scoring._run.score_volume`), into ``scores/<id>/``, so the two
    samples can be compared score by score.
+6. Keep custody throughout: the output folder is a study (:mod:`emqc.custody`)
+   with a demo operator's and a demo auditor's key (``keys/``, made afresh each
+   run: demo keys, never for real use); every step above is a signed ledger event.
+   The demo ends by writing a report signed by both (``report/``: PDF, HTML,
+   attestation) and verifying it offline against the data.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import shutil
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -32,6 +38,16 @@ import h5py
 import numpy as np
 import tifffile
 
+from .custody import (
+    ExportedReport,
+    ReportVerification,
+    Signer,
+    Study,
+    export_report,
+    new_key,
+    verify_report,
+)
+from .custody._study import LEDGER_FILE, REGISTRY_FILE
 from .damage import DAMAGES
 from .ingest import IngestResult, ingest
 from .manifest import verify_volume
@@ -41,7 +57,7 @@ from .scoring._run import ScoreRun, score_volume
 from .synth import NeuropilParams, SyntheticNeuropil, synthetic_neuropil
 from .volume import open_volume
 
-__all__ = ["run_demo", "DemoSample", "DemoSampleResult", "DEMO_SAMPLES"]
+__all__ = ["run_demo", "DemoRun", "DemoSample", "DemoSampleResult", "DEMO_SAMPLES"]
 
 log = logging.getLogger("emqc")
 
@@ -125,6 +141,31 @@ class DemoSampleResult:
     montage: Path
     scores: ScoreRun
     damage_params: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """What the demo made: one result per sample, and the signed, verified report."""
+
+    samples: list[DemoSampleResult]
+    report: ExportedReport
+    verification: ReportVerification
+
+
+def fresh_study(out: Path) -> tuple[Study, Signer, Signer]:
+    """The demo's study in ``out``, with new demo keys (an earlier run's trail is replaced)."""
+    for name in (LEDGER_FILE, REGISTRY_FILE):
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / "keys", ignore_errors=True)
+    study = Study.open(out, create=True)
+    keys = {}
+    for name, role in (("demo-operator", "operator"), ("demo-auditor", "auditor")):
+        keys[role] = new_key(
+            name, role, registry=study.registry, key_path=out / "keys" / f"{name}.key"
+        )
+        study.record(keys[role], "key.register", reason="emqc demo: demo key, not for real use",
+                     params={"name": name, "role": role, "keyid": keys[role].keyid})  # fmt: skip
+    return study, keys["operator"], keys["auditor"]
 
 
 @lru_cache(maxsize=1)
@@ -217,8 +258,8 @@ def run_demo(
     block_um: float = 0.64,
     seed: int = 20261123,
     n_workers: int = 2,
-) -> list[DemoSampleResult]:
-    """Run the demo into ``out`` and return what each sample produced.
+) -> DemoRun:
+    """Run the demo into ``out``; return what each sample produced and the signed report.
 
     Parameters
     ----------
@@ -245,6 +286,8 @@ def run_demo(
     )
     for d in (raw_dir, vol_dir, blk_dir, score_dir):
         d.mkdir(parents=True, exist_ok=True)
+    study, operator, auditor = fresh_study(out)
+    why = "emqc demo (synthetic samples)"
 
     results = []
     with (
@@ -274,11 +317,21 @@ def run_demo(
                 operator="emqc demo",
                 progress=False,
             )
+            volume_ref = study.volume_ref(result.path)
+            study.record(operator, "ingest", reason=why, objects=[volume_ref],
+                         params={"source": str(raw), "sample": sample.id,
+                                 "condition": sample.condition})  # fmt: skip
             report = verify_volume(result.path, mode="digests")
             report.raise_for_problems()
+            study.record(operator, "verify", reason=why, objects=[volume_ref],
+                         params={"mode": "digests", "ok": True, "files": report.n_files})  # fmt: skip
             blocks = sample_volume(result.path, n=n_blocks, seed=seed, block_um=block_um)
             block_list = blk_dir / f"{sample.id}.blocks.json"
             write_block_list(blocks, block_list)
+            study.record(operator, "sample", reason=why,
+                         objects=[volume_ref, study.file_ref(block_list, kind="blocks")],
+                         params={"n": len(blocks.blocks), "seed": blocks.seed,
+                                 "seed_source": blocks.seed_source})  # fmt: skip
             montage = save_montage(
                 result.path, blocks, blk_dir / f"{sample.id}.blocks.png", sample.condition
             )
@@ -291,6 +344,7 @@ def run_demo(
                 overwrite=True,
                 progress=False,
             )
+            study.score_event(operator, result.path, scores.out, block_list=block_list, reason=why)
             log.info(
                 "%s: scored %d blocks in %.1f s -> %s",
                 sample.id,
@@ -313,7 +367,17 @@ def run_demo(
             )
     _neuropil.cache_clear()
     write_sample_record(results, raw_dir / "samples.json")
-    return results
+    exported = export_report(
+        study,
+        out / "report",
+        [(operator, "authored"), (auditor, "approved")],
+        title="emqc demo: preservation of two SYNTHETIC samples",
+        reason=why,
+    )
+    verification = verify_report(exported.out, data_root=out)
+    verification.raise_for_problems()
+    log.info("signed report %s verified offline", exported.out)
+    return DemoRun(results, exported, verification)
 
 
 def save_montage(volume_path: Path, blocks: BlockList, out: Path, condition: str = "") -> Path:

@@ -8,9 +8,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pypdfium2 as pdfium
 import pytest
 from PIL import Image
 
+from emqc.custody import Study, verify_report
 from emqc.demo import DEMO_SAMPLES, DemoSample
 from emqc.manifest import verify_volume
 from emqc.sampling.volume import read_block_list
@@ -56,6 +58,29 @@ def test_demo_runs_end_to_end(tmp_path):
         assert summary["n_blocks"] == 4 and summary["models"]
         assert str(scores / "summary.json") in proc.stdout.replace("\n", "")
         summaries[sample] = summary
+
+    # The demo ends with a signed report, verified offline, and says where its PDF is.
+    report = out / "report"
+    assert f"Report PDF: {report / 'report.pdf'}" in proc.stdout.replace("\n", "")
+    assert "OK " in proc.stdout and "2 volume(s) re-hashed" in proc.stdout
+    checked = verify_report(report, data_root=out)
+    assert checked.ok, checked.problems
+    assert {s["meaning"] for s in checked.signers} == {"authored", "approved"}
+    pdf = pdfium.PdfDocument(report / "report.pdf")
+    headings = [pdf[i].get_textpage().get_text_range() for i in range(len(pdf))]
+    assert len(pdf) >= 5
+    for words in (
+        "Per-sample summary",
+        "Score distributions",
+        "Sampled blocks",
+        "Signature manifest",
+    ):
+        assert any(words in h for h in headings), (words, [h[:60] for h in headings])
+    plots = headings.index(next(h for h in headings if "Score distributions" in h))
+    page = np.asarray(pdf[plots].render(scale=1).to_pil().convert("L"), dtype=float)
+    assert page[page.shape[0] // 5 : -page.shape[0] // 8].std() > 20  # plots, not a blank page
+    actions = [e.fields["action"] for e in Study.open(out).ledger.events()]
+    assert actions.count("score") == 2 and actions[-2:] == ["report.sign", "report.sign"]
 
     # The damaged sample scores worse on what its damage targets, with confidence
     # intervals apart. A score is compared only where the committed networks give it

@@ -37,7 +37,8 @@ def demo(out, n_blocks, workers):  # type: ignore[no-untyped-def]
     """Run the main job end to end on synthetic data, on a local Dask cluster.
 
     Ingests, verifies, samples and scores a well-preserved and a damaged SYNTHETIC
-    sample, and prints their scores side by side.
+    sample, prints their scores side by side, and ends with a signed report of the
+    study (OUT/report/) verified offline; every step is in OUT's custody ledger.
     """
     from rich.console import Console
     from rich.table import Table
@@ -47,7 +48,8 @@ def demo(out, n_blocks, workers):  # type: ignore[no-untyped-def]
 
     t0 = time.perf_counter()
     click.echo("emqc demo: SYNTHETIC volumes (emqc.synth), not real tissue", err=True)
-    results = run_demo(out, n_blocks=n_blocks, n_workers=workers)
+    run = run_demo(out, n_blocks=n_blocks, n_workers=workers)
+    results = run.samples
     seconds = time.perf_counter() - t0
     console = Console(width=None if Console().is_terminal else 110)
 
@@ -113,6 +115,15 @@ def demo(out, n_blocks, workers):  # type: ignore[no-untyped-def]
         f"            (what each sample is, and the simulated damage applied)\n"
         f"  volumes/  ingested OME-Zarr volumes with emqc-manifest.json (check: emqc verify VOLUME)\n"
         f"  blocks/   sampled block lists (seed, volume digest) and a PNG montage per sample\n"
-        f"  scores/   per sample: blocks.parquet, blocks.csv (one row per block), summary.json",
+        f"  scores/   per sample: blocks.parquet, blocks.csv (one row per block), summary.json\n"
+        f"  custody.sqlite, keys.json, keys/  the study's signed ledger and its DEMO keys\n"
+        f"            (emqc custody log --study {out})\n"
+        f"  report/   the signed report (attestation.dsse.json, ledger and key copies)",
+        highlight=False,
+    )
+    console.print(run.verification.summary(), highlight=False)
+    console.print(
+        f"Report PDF: {run.report.pdf}\n"
+        f"Verify it again, offline: emqc verify {run.report.out} --data {out}",
         highlight=False,
     )

@@ -505,7 +505,6 @@ def _provenance(s: SampleScores) -> tuple[tuple[str, str], ...]:
     d = s.summary
     thresholds = d.get("thresholds") or {}
     items = [
-        ("Score folder", str(s.score_dir)),
         ("Volume", str(d.get("volume", "not recorded"))),
         ("Volume root digest", str(d["volume_digest"])),
         ("Block selection", str(d.get("selection", "not recorded"))),
