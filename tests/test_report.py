@@ -224,3 +224,48 @@ def test_report_refuses_changed_results_and_broken_ledger(scored, tmp_path):
     with pytest.raises(TamperError, match="ledger does not verify"):
         export_report(study, tmp_path / "r", [(alice, "authored")])
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.filterwarnings("ignore:window_nm")  # a tiny volume: its tissue mask is level 0
+def test_pipeline_commands_record_signed_events(tmp_path, monkeypatch):
+    runner = CliRunner()
+    study = tmp_path / "lab"
+    key = tmp_path / "op.key"
+    res = runner.invoke(cli, ["keys", "new", "op", "--study", str(study), "--out", str(key)])
+    assert res.exit_code == 0, res.output
+    src = tmp_path / "raw.tif"
+    import tifffile
+
+    tifffile.imwrite(src, synthetic_neuropil((32, 64, 64), voxel_size_nm=10.0, seed=2).image)
+    vol = study / "volumes" / "A.ome.zarr"
+    monkeypatch.setenv("EMQC_STUDY", str(study))
+    monkeypatch.setenv("EMQC_KEY", str(key))
+    steps = [
+        ["ingest", str(src), str(vol), "--voxel-size", "10,10,10", "--no-progress",
+         "--reason", "sample A arrived"],
+        ["verify", str(vol)],
+        ["sample", str(vol), "--n", "2", "--seed", "1", "--block-vox", "24",
+         "--out", str(study / "A.blocks.json")],
+        ["score", str(vol), "--block-list", str(study / "A.blocks.json"), "--out",
+         str(study / "scores" / "A"), "--no-progress"],
+    ]  # fmt: skip
+    for args in steps:
+        res = runner.invoke(cli, args)
+        assert res.exit_code == 0, (args[0], res.output)
+    events = Study.open(study).ledger.events()
+    assert [e.fields["action"] for e in events] == [
+        "key.register",
+        "ingest",
+        "verify",
+        "sample",
+        "score",
+    ]
+    ingest_event = events[1].fields
+    assert ingest_event["actor"] == "op" and ingest_event["reason"] == "sample A arrived"
+    manifest = json.loads((vol / "emqc-manifest.json").read_text())
+    assert ingest_event["objects"][0]["digest"]["sha256"] == manifest["root_digest"]
+    assert manifest["provenance"]["operator"] == "op"
+    score_objects = {o["name"] for o in events[4].fields["objects"]}
+    assert "result:scores/A/blocks.parquet" in score_objects
+    res = runner.invoke(cli, ["custody", "verify"])
+    assert res.exit_code == 0 and "5 events" in res.output
