@@ -23,7 +23,7 @@ reach them only through the network that made the maps.
 
 from ._common import MetricResult
 from ._edema import Edema, edema
-from ._imaging import THRESHOLDS, ImagingQuality, imaging_quality
+from ._imaging import THRESHOLDS, ImagingQuality, imaging_quality, noise_sigma
 from ._membrane import MembraneIntegrity, membrane_integrity
 from ._synapses import SynapseTraceability, synapse_traceability
 
@@ -37,5 +37,6 @@ __all__ = [
     "edema",
     "imaging_quality",
     "membrane_integrity",
+    "noise_sigma",
     "synapse_traceability",
 ]

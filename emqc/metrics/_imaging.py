@@ -11,7 +11,7 @@ import numpy as np
 from ..errors import InputError
 from ._common import MetricResult, check_volume, check_voxel_size
 
-__all__ = ["ImagingQuality", "imaging_quality", "THRESHOLDS"]
+__all__ = ["ImagingQuality", "imaging_quality", "noise_sigma", "THRESHOLDS"]
 
 #: Flag thresholds (see :func:`imaging_quality`): ``(flag, poor)`` per measure.
 THRESHOLDS = {
@@ -214,6 +214,33 @@ def imaging_quality(raw: Any, *, voxel_size_nm: Any) -> ImagingQuality:
         charged=past["charging"],
         saturated=past["saturated_fraction"],
         too_poor_to_judge=poor,
+    )
+
+
+def noise_sigma(image: np.ndarray) -> float:
+    """Noise standard deviation of a (Z, Y, X) image (step 1 of :func:`imaging_quality`).
+
+    Donoho's MAD estimator on the finest diagonal Haar coefficients of up to 16
+    z slices evenly spaced through the block, in the image's own units.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from emqc.metrics import noise_sigma
+    >>> img = np.random.default_rng(0).normal(100.0, 5.0, (4, 64, 64))
+    >>> round(noise_sigma(img))
+    5
+    """
+    data = np.asarray(image)
+    if data.ndim != 3 or min(data.shape[1:]) < 2:
+        raise ValueError(
+            f"image must be a (Z, Y, X) array of at least 2 x 2 in (y, x), got {data.shape}"
+        )
+    picks = np.unique(np.linspace(0, data.shape[0] - 1, min(_MAX_SLICES, data.shape[0]))).astype(
+        int
+    )
+    return _noise_sigma(
+        data[picks].astype(np.float64), integer=np.issubdtype(data.dtype, np.integer)
     )
 
 
