@@ -269,3 +269,20 @@ def test_pipeline_commands_record_signed_events(tmp_path, monkeypatch):
     assert "result:scores/A/blocks.parquet" in score_objects
     res = runner.invoke(cli, ["custody", "verify"])
     assert res.exit_code == 0 and "5 events" in res.output
+
+
+def test_verify_names_the_field_changed_in_the_study_ledger(scored, tmp_path):
+    import sqlite3
+
+    from emqc.custody import canonical_bytes, sha256_hex
+
+    study = Path(shutil.copytree(scored["study"].root, tmp_path / "s"))
+    conn = sqlite3.connect(study / "custody.sqlite")
+    body = conn.execute("SELECT body FROM events WHERE seq = 1").fetchone()[0]
+    fields = json.loads(body) | {"reason": "quietly rewritten"}
+    new = canonical_bytes(fields)
+    conn.execute("UPDATE events SET body = ?, hash = ? WHERE seq = 1", (new, sha256_hex(new)))
+    conn.commit()
+    conn.close()
+    problems = verify_report(scored["report"], data_root=study).problems
+    assert any("event 1 differs from the report's copy in reason" in p for p in problems), problems

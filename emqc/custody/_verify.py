@@ -27,10 +27,11 @@ from typing import Any
 from ..errors import EmqcError, TamperError
 from ..manifest import sha256_file, verify_volume
 from ._attest import open_envelope
-from ._canonical import parse_utc
+from ._canonical import parse_utc, sha256_hex
 from ._export import ENVELOPE_FILE, LEDGER_COPY, REGISTRY_COPY
 from ._keys import KeyRegistry
-from ._ledger import Event, verify_events
+from ._ledger import Event, Ledger, verify_events
+from ._study import LEDGER_FILE
 
 __all__ = ["ReportVerification", "verify_report"]
 
@@ -179,10 +180,46 @@ def verify_report(
     # 5. Statement vs ledger.
     _match_ledger(predicate, subjects, events, problems, root)
 
-    # 6. Data.
+    # 6. Data, and the study's live ledger when the data root is the study.
     if data_root is not None:
         _check_volumes(Path(data_root), subjects, problems, result)
+        live = Path(data_root) / LEDGER_FILE
+        if live.is_file():
+            _compare_live_ledger(events, live, problems)
     return result
+
+
+def _compare_live_ledger(copy: Sequence[Event], live_path: Path, problems: list[str]) -> None:
+    """The report's ledger copy must be the start of the study's ledger; name differing fields."""
+    try:
+        live = {e.seq: e for e in Ledger(live_path).events()}
+    except EmqcError as exc:
+        problems.append(exc.message)
+        return
+    for ev in copy:
+        other = live.get(ev.seq)
+        if other is None:
+            problems.append(
+                f"{live_path}: event {ev.seq} of the report's ledger copy is missing here"
+            )
+            continue
+        if (other.body, other.hash, other.signature) == (ev.body, ev.hash, ev.signature):
+            continue
+        try:
+            a, b = ev.fields, other.fields
+            fields = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+        except (ValueError, TypeError):
+            fields = ["(unreadable body)"]
+        if sha256_hex(other.body) != other.hash:
+            where = "the study's ledger holds altered bytes"
+        elif sha256_hex(ev.body) != ev.hash:
+            where = "the report's copy holds altered bytes"
+        else:
+            where = "each is self-consistent: one was rewritten, see its signature check"
+        problems.append(
+            f"{live_path}: event {ev.seq} differs from the report's copy in "
+            f"{', '.join(fields) or 'hash or signature'} ({where})"
+        )
 
 
 def _ledger_copy(path: Path, problems: list[str]) -> list[Event]:
