@@ -1,0 +1,52 @@
+"""``emqc judge create`` and ``emqc judge status`` on tiny synthetic volumes."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from emqc.cli import cli
+from emqc.custody import Study
+from emqc.ingest import ingest
+from emqc.judging import JudgeSession, Verdict
+from emqc.sources._array import ArraySource
+from emqc.synth import synthetic_neuropil
+
+pytestmark = pytest.mark.filterwarnings("ignore:window_nm")
+
+
+def test_judge_create_records_custody_and_status_shows_progress(tmp_path):
+    runner = CliRunner()
+    study = tmp_path / "lab"
+    key = tmp_path / "coord.key"
+    assert (
+        runner.invoke(
+            cli, ["keys", "new", "coord", "--study", str(study), "--out", str(key)]
+        ).exit_code
+        == 0
+    )
+    args = []
+    for i, sid in enumerate(("S01", "S02")):
+        dest = study / f"{sid}.ome.zarr"
+        img = synthetic_neuropil((32, 64, 64), voxel_size_nm=10.0, seed=i).image
+        ingest(ArraySource(img, voxel_size_nm=(10, 10, 10), name=sid), dest, progress=False)
+        args += ["--sample", f"{sid}={dest}"]
+    out = tmp_path / "session"
+    res = runner.invoke(cli, ["judge", "create", *args, "--judges", "alice,bob",
+                              "--blocks-per-sample", "3", "--block-vox", "16", "--seed", "4",
+                              "--out", str(out), "--study", str(study), "--key", str(key)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "alice (" in res.output and "do not give it to judges" in res.output
+    assert "S01" not in (out / "judges" / "alice.json").read_text()
+    events = Study.open(study).ledger.events()
+    assert events[-1].fields["action"] == "judge.session"
+    js = JudgeSession(out, "alice")
+    js.record(
+        js.next_code(), Verdict(membrane_integrity=3, edema="none", traceable="yes", confidence=2)
+    )
+    res = runner.invoke(cli, ["judge", "status", str(out)])
+    assert res.exit_code == 0
+    assert f"1 of {len(js.order)}" in res.output and "open" in res.output
+    res = runner.invoke(cli, ["judge", "create", "--sample", "nonsense", "--judges", "a",
+                              "--blocks-per-sample", "1", "--out", str(tmp_path / "x")])  # fmt: skip
+    assert res.exit_code == 2 and "ID=VOLUME" in res.output
