@@ -96,3 +96,34 @@ def judge_status(session):  # type: ignore[no-untyped-def]
     for name in s.judges:
         js = JudgeSession(session, name)
         click.echo(f"{name:16s} {js.progress()}  {'locked' if js.locked else 'open'}")
+
+
+@judge.command("open")
+@click.argument("session", type=click.Path(path_type=Path))
+@click.option("--judge", "name", required=True, help="Your name in the session.")
+@click.option(
+    "--study",
+    type=click.Path(path_type=Path),
+    envvar="EMQC_STUDY",
+    help="Study whose custody ledger records each verdict (default: $EMQC_STUDY).",
+)
+@click.option(
+    "--key",
+    type=click.Path(path_type=Path),
+    envvar="EMQC_KEY",
+    help="Your private key, to sign each verdict (default: $EMQC_KEY).",
+)
+def judge_open(session, name, study, key):  # type: ignore[no-untyped-def]
+    """Open napari on your blocks of SESSION, at the first one without a verdict."""
+    from ..judging import JudgeSession
+
+    JudgeSession(session, name)  # a wrong session or name fails here, before napari starts
+    custody = open_custody(study, key)
+    import napari
+    from emqc_napari._widget import JudgingWidget
+
+    viewer = napari.Viewer(title=f"emqc blinded judging: {name}")
+    st, signer = custody if custody is not None else (None, None)
+    widget = JudgingWidget(viewer, session, name, study=st, signer=signer)
+    viewer.window.add_dock_widget(widget, name="Blinded judging", area="right")
+    napari.run()
