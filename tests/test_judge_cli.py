@@ -50,3 +50,37 @@ def test_judge_create_records_custody_and_status_shows_progress(tmp_path):
     res = runner.invoke(cli, ["judge", "create", "--sample", "nonsense", "--judges", "a",
                               "--blocks-per-sample", "1", "--out", str(tmp_path / "x")])  # fmt: skip
     assert res.exit_code == 2 and "ID=VOLUME" in res.output
+
+
+def test_judge_unblind_refuses_until_all_locked(tmp_path):
+    from emqc.judging import read_mapping
+
+    runner = CliRunner()
+    args = []
+    for i, sid in enumerate(("S01", "S02")):
+        dest = tmp_path / f"{sid}.ome.zarr"
+        img = synthetic_neuropil((32, 64, 64), voxel_size_nm=10.0, seed=i).image
+        ingest(ArraySource(img, voxel_size_nm=(10, 10, 10), name=sid), dest, progress=False)
+        args += ["--sample", f"{sid}={dest}"]
+    out = tmp_path / "session"
+    res = runner.invoke(cli, ["judge", "create", *args, "--judges", "alice,bob",
+                              "--blocks-per-sample", "3", "--block-vox", "16", "--seed", "9",
+                              "--out", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    mapping = read_mapping(out)["codes"]
+    for name in ("alice", "bob"):
+        js = JudgeSession(out, name)
+        for code in js.order:
+            good = mapping[code]["sample"] == "S01"
+            js.record(code, Verdict(membrane_integrity=4 if good else 2,
+                                    edema="none" if good else "moderate",
+                                    traceable="yes" if good else "no", confidence=2))  # fmt: skip
+        if name == "alice":
+            js.lock()
+            res = runner.invoke(cli, ["judge", "unblind", str(out)])
+            assert res.exit_code == 2 and "bob" in res.output
+    JudgeSession(out, "bob").lock()
+    res = runner.invoke(cli, ["judge", "unblind", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "membrane_integrity" in res.output and "Krippendorff's alpha 1.00" in res.output
+    assert (out / "unblinded" / "agreement.json").is_file()

@@ -127,3 +127,29 @@ def judge_open(session, name, study, key):  # type: ignore[no-untyped-def]
     widget = JudgingWidget(viewer, session, name, study=st, signer=signer)
     viewer.window.add_dock_widget(widget, name="Blinded judging", area="right")
     napari.run()
+
+
+@judge.command("unblind")
+@click.argument("session", type=click.Path(path_type=Path))
+@click.option(
+    "--scores",
+    multiple=True,
+    metavar="ID=DIR",
+    help="A sample's emqc score folder, for judge-vs-model agreement (repeat per sample).",
+)
+@click.option("--out", type=click.Path(path_type=Path), help="Default: SESSION/unblinded.")
+@study_options
+def judge_unblind(session, scores, out, study, key, reason):  # type: ignore[no-untyped-def]
+    """After every judge has locked: reveal the samples and measure agreement."""
+    from ..judging import unblind
+
+    custody = open_custody(study, key)
+    st, signer = custody if custody is not None else (None, None)
+    result = unblind(session, scores=_samples(scores) if scores else None, out=out, study=st,
+                     signer=signer)  # fmt: skip
+    click.echo(f"unblinded {session} -> {result.out}")
+    for q, stats in result.agreement["questions"].items():
+        value = stats["krippendorff_alpha"]["value"]
+        shown = "n/a" if value is None else f"{value:.2f}"
+        click.echo(f"  {q:20s} Krippendorff's alpha {shown}")
+    click.echo(f"  files: {', '.join(sorted(result.files))}")

@@ -7,15 +7,41 @@
 - :mod:`~emqc.judging._store`: :class:`JudgeSession` saves each verdict durably in a
   hash-chained file, with amendments, locking and optional signed custody events.
 - :mod:`~emqc.judging._leaks`: :func:`judge_visible_leaks` checks what judges can see.
+- :mod:`~emqc.judging._agreement`: agreement statistics (alpha, kappas, ICC, ...).
+- :mod:`~emqc.judging._unblind`: :func:`unblind` joins locked verdicts with samples.
 """
 
+from ._agreement import (
+    ICCResult,
+    bootstrap_alpha_ci,
+    cohen_kappa,
+    fleiss_kappa,
+    icc,
+    icc_band,
+    judge_model_agreement,
+    krippendorff_alpha,
+    self_consistency,
+)
 from ._leaks import judge_visible_files, judge_visible_leaks
 from ._rubric import RUBRIC, Question, Verdict, rubric_to_dict
 from ._session import Session, create_session, read_mapping
 from ._store import JudgeSession, Progress, VerdictLine
+from ._unblind import MODEL_PAIRINGS, UnblindResult, unblind
 
 __all__ = [
+    "MODEL_PAIRINGS",
     "RUBRIC",
+    "ICCResult",
+    "UnblindResult",
+    "bootstrap_alpha_ci",
+    "cohen_kappa",
+    "fleiss_kappa",
+    "icc",
+    "icc_band",
+    "judge_model_agreement",
+    "krippendorff_alpha",
+    "self_consistency",
+    "unblind",
     "JudgeSession",
     "Progress",
     "Question",
