@@ -8,6 +8,7 @@ A session folder has a **judge-visible** part and a **sealed** part::
       judges/<judge>.json   that judge's order of codes (judge-visible)
       verdicts/<judge>.jsonl  answers, written by JudgeSession (judge-visible)
       sealed/mapping.json   code -> sample, volume, block, origin, repeat (coordinator only)
+      sealed/blocks/<sample>.blocks.json  the blocks judged, for `emqc score --block-list`
 
 ``sealed/`` belongs to the coordinator: it is written with mode 0700 and must be
 removed (or withheld) before the folder is given to judges, and opened only after
@@ -43,7 +44,7 @@ import numpy as np
 from .._atomic import publish_dir
 from ..custody._canonical import sha256_hex, utc_now
 from ..errors import CustodyError, InputError
-from ..sampling.volume import sample_volume
+from ..sampling.volume import sample_volume, write_block_list
 from ..volume import open_volume
 from ._leaks import SEALED_DIR, judge_visible_files, judge_visible_leaks
 from ._plan import FLIPS, apply_flip, draw_codes, judge_order, n_repeats, rng_for_purpose
@@ -261,12 +262,14 @@ def create_session(
     # 2. blocks
     items: list[dict[str, Any]] = []
     sampled: dict[str, Any] = {}
+    block_lists = {}
     for sid in sample_ids:
         vol = volumes[sid]
         bl = sample_volume(vol, n=blocks_per_sample, seed=seed, block_um=block_um,
                            block_vox=block_vox)  # fmt: skip
         sampled[sid] = {"volume": str(vol.path), "volume_digest": vol.root_digest,
                         "seed": bl.seed, "parameters": bl.parameters.to_dict()}  # fmt: skip
+        block_lists[sid] = bl
         for b in bl.blocks:
             items.append({"sample": sid, "volume": str(vol.path), "block": b.id,
                           "origin_vox": list(b.origin_vox), "shape_vox": list(b.shape_vox)})  # fmt: skip
@@ -330,6 +333,9 @@ def create_session(
         sealed = staging / SEALED_DIR
         sealed.mkdir(mode=0o700)
         mapping_bytes = _write_json(staging / MAPPING_FILE, mapping)
+        (sealed / "blocks").mkdir()
+        for sid, bl in block_lists.items():  # to score the judged blocks: emqc score --block-list
+            write_block_list(bl, sealed / "blocks" / f"{sid}.blocks.json")
         files = {p.relative_to(staging).as_posix(): sha256_hex(p.read_bytes())
                  for p in judge_visible_files(staging)}  # fmt: skip
         doc = {
