@@ -141,3 +141,43 @@ def test_closing_mid_session_loses_nothing_and_resumes(make_napari_viewer, sessi
     assert again.index == 2 and set(JudgeSession(session, "bob").verdicts()) == set(done)
     block = again.viewer.layers["block"].data
     assert isinstance(block, np.ndarray) and block.shape == (32, 32, 32)
+
+
+_JUDGE_THEN_HANG = """
+import sys, time
+import napari
+from emqc.judging import read_mapping
+from emqc_napari._widget import JudgingWidget
+session = sys.argv[1]
+viewer = napari.Viewer(show=False)
+widget = JudgingWidget(viewer, session, "bob")
+for _ in range(3):
+    widget._answers["membrane_integrity"].value = 3
+    widget._answers["edema"].value = "mild"
+    widget._answers["traceable"].value = "unsure"
+    widget._answers["confidence"].value = 1
+    assert widget.save_and_next()
+print("saved", flush=True)
+time.sleep(600)
+"""
+
+
+def test_killing_napari_mid_session_loses_no_saved_verdict(make_napari_viewer, session, tmp_path):
+    import signal
+
+    from emqc_napari._widget import JudgingWidget
+
+    script = tmp_path / "judge.py"
+    script.write_text(_JUDGE_THEN_HANG)
+    with subprocess.Popen([sys.executable, str(script), str(session)], stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True) as proc:  # fmt: skip
+        try:
+            line = proc.stdout.readline()
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+    assert line.strip() == "saved" and proc.returncode == -signal.SIGKILL
+    js = JudgeSession(session, "bob")
+    assert len(js.verdicts()) == 3 and js.resume_index() == 3
+    again = JudgingWidget(make_napari_viewer(), session, "bob")
+    assert again.index == 3
