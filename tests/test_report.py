@@ -286,3 +286,37 @@ def test_verify_names_the_field_changed_in_the_study_ledger(scored, tmp_path):
     conn.close()
     problems = verify_report(scored["report"], data_root=study).problems
     assert any("event 1 differs from the report's copy in reason" in p for p in problems), problems
+
+
+@pytest.mark.filterwarnings("ignore:window_nm")
+def test_report_gains_a_judging_section_with_the_session_as_subject(scored, tmp_path):
+    from emqc.judging import JudgeSession, Verdict, create_session, unblind
+
+    study = Study(Path(shutil.copytree(scored["study"].root, tmp_path / "s")))
+    alice = load_signer(scored["base"] / "alice.key", study.registry)
+    judges = {n: new_key(n, "judge", registry=study.registry, key_path=tmp_path / f"{n}.key")
+              for n in ("jo", "kim")}  # fmt: skip
+    volume = study.root / "volumes" / "S01.ome.zarr"
+    session = create_session({"S01": volume}, list(judges), blocks_per_sample=4,
+                             out=study.root / "judging", seed=3, block_vox=(16, 16, 16))  # fmt: skip
+    for name, signer in judges.items():
+        js = JudgeSession(session.root, name, study=study, signer=signer)
+        for i, code in enumerate(js.order):
+            js.record(code, Verdict(membrane_integrity=3 + i % 2, edema="none", traceable="yes",
+                                    confidence=2))  # fmt: skip
+        js.lock()
+    unblind(session.root, study=study, signer=alice)
+    report = export_report(study, tmp_path / "r", [(alice, "authored")])
+    checked = verify_report(report.out, data_root=study.root)
+    assert checked.ok, checked.problems
+    html = (report.out / "report.html").read_text()
+    assert "Blinded judging" in html and "Krippendorff" in html
+    assert (report.out / "judging" / session.session_id / "agreement.csv").is_file()
+    doc = json.loads((report.out / ENVELOPE_FILE).read_text())
+    statement = json.loads(__import__("base64").b64decode(doc["payload"]))
+    names = {s["name"] for s in statement["subject"]}
+    assert f"judging-session:{session.session_id}" in names
+    actions = [e.fields["action"] for e in study.ledger.events()]
+    assert actions.count("judge.verdict") == sum(len(JudgeSession(session.root, n).order)
+                                                 for n in judges)  # fmt: skip
+    assert "judge.lock" in actions and "judge.unblind" in actions

@@ -7,6 +7,10 @@ folder that replaces ``out`` only when complete:
 - ``report.html``, ``report.pdf`` and their figures (:mod:`emqc.reports`);
 - ``results/<sample>/``: the scored outputs (``summary.json``, ``blocks.parquet``,
   ``blocks.csv``, ``blocks.json``), byte for byte as the ledger recorded them;
+- ``judging/<session>/``: for every unblinded judging session in the ledger, its
+  verdicts, agreement tables and plots (checked against the ``judge.unblind`` event),
+  summarised in the report's judging section; the session's ``session.json`` digest is a
+  subject of the statement;
 - ``ledger.jsonl``: the custody ledger up to its head, every event's exact bytes;
 - ``keys.json``: the key registry as it was;
 - ``attestation.dsse.json``: the in-toto statement over all of the above (each file,
@@ -120,6 +124,64 @@ def scored_samples(study: Study, events: Sequence[Event]) -> list[ScoredSample]:
     return out
 
 
+@dataclass(frozen=True)
+class JudgedSession:
+    """The latest ``judge.unblind`` event of one judging session and its checked files."""
+
+    session_id: str
+    files: dict[str, Path]  # name -> file on disk, bytes as the event recorded
+    session_digest: str
+    event: Event
+
+
+def judged_sessions(study: Study, events: Sequence[Event]) -> list[JudgedSession]:
+    """Unblinded judging sessions in the ledger, their result files checked against it.
+
+    Raises
+    ------
+    TamperError
+        If a recorded result file is missing or changed since unblinding.
+    """
+    latest: dict[str, Event] = {}
+    for ev in events:
+        if ev.fields["action"] == "judge.unblind":
+            latest[ev.fields["params"]["session"]] = ev
+    out = []
+    for sid, ev in sorted(latest.items()):
+        files, session_digest = {}, ""
+        for o in ev.fields["objects"]:
+            kind, _, name = o["name"].partition(":")
+            if kind == "judging-session":
+                session_digest = o["digest"]["sha256"]
+            elif kind == "judging-unblind":
+                path = study.root / name if not Path(name).is_absolute() else Path(name)
+                if not path.is_file() or sha256_file(path) != o["digest"]["sha256"]:
+                    raise TamperError(f"{path}: recorded by ledger event {ev.seq} (judge.unblind) "
+                                      "but missing or changed; unblind the session again")  # fmt: skip
+                files[path.name] = path
+        out.append(JudgedSession(sid, files, session_digest, ev))
+    return out
+
+
+def _judging_text(judged: JudgedSession) -> str:
+    """Plain-text summary of a session's agreement (for the report's judging section)."""
+    import json
+
+    doc = json.loads(judged.files["agreement.json"].read_text())
+    lines = [f"Session {judged.session_id}: judges {', '.join(doc.get('judges', []))}; "
+             f"{doc.get('n_codes')} blocks shown, {doc.get('n_repeats')} of them repeats "
+             f"(unblinded at ledger event {judged.event.seq})."]  # fmt: skip
+    for q, stats in doc.get("questions", {}).items():
+        a = stats.get("krippendorff_alpha", {})
+        v, ci = a.get("value"), a.get("ci95") or [None, None]
+        shown = "n/a" if v is None else f"{v:.2f}"
+        if v is not None and None not in ci:
+            shown += f" (95 % CI {ci[0]:.2f} to {ci[1]:.2f})"
+        lines.append(f"{q}: Krippendorff's alpha {shown}")
+    lines.append(f"Tables and plots: judging/{judged.session_id}/ in this report folder.")
+    return "\n".join(lines)
+
+
 def export_report(
     study: Study,
     out: Path,
@@ -173,6 +235,7 @@ def export_report(
             + "\n  ".join(problems[:20])
         )
     samples = scored_samples(study, events)
+    judged = judged_sessions(study, events)
     head = {"seq": events[-1].seq, "hash": events[-1].hash, "time": events[-1].fields["time"]}
 
     out = Path(out).absolute()
@@ -200,6 +263,12 @@ def export_report(
                     block_list=dest / "blocks.json" if (dest / "blocks.json").is_file() else None,
                 )
             )
+        for j in judged:
+            dest = staging / "judging" / j.session_id
+            dest.mkdir(parents=True)
+            for name, path in j.files.items():
+                shutil.copyfile(path, dest / name)
+        sections = [(f"Blinded judging ({j.session_id})", _judging_text(j)) for j in judged]
         render_report(
             inputs,
             staging,
@@ -208,6 +277,7 @@ def export_report(
             created=now,
             signers=signer_entries,
             ledger_head=head,
+            extra_sections=sections,
         )
         (staging / LEDGER_COPY).write_text("".join(e.to_json_line() + "\n" for e in events))
         (staging / REGISTRY_COPY).write_bytes((study.root / "keys.json").read_bytes())
@@ -217,6 +287,8 @@ def export_report(
             if p.is_file()
         ]
         subjects += [{"name": f"volume:{s.volume}", "sha256": s.volume_digest} for s in samples]
+        subjects += [{"name": f"judging-session:{j.session_id}", "sha256": j.session_digest}
+                     for j in judged if j.session_digest]  # fmt: skip
         subjects.append({"name": f"ledger-head:{head['seq']}", "sha256": head["hash"]})
         predicate = {
             "study": study.root.name,
@@ -233,6 +305,14 @@ def export_report(
                     "results": f"results/{s.sample}/",
                 }
                 for s in samples
+            ],
+            "judging": [
+                {
+                    "session": j.session_id,
+                    "unblind_event": j.event.seq,
+                    "results": f"judging/{j.session_id}/",
+                }
+                for j in judged
             ],
             "signers": signer_entries,
         }

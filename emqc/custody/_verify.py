@@ -144,7 +144,11 @@ def verify_report(
         _check_current_keys(Path(current_keys), signed.signers, problems)
 
     # 3. Files.
-    attested = {n: d for n, d in subjects.items() if not n.startswith(("volume:", "ledger-head:"))}
+    attested = {
+        n: d
+        for n, d in subjects.items()
+        if not n.startswith(("volume:", "ledger-head:", "judging-session:"))
+    }
     present = {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
     present.discard(ENVELOPE_FILE)
     for name in sorted(present - attested.keys()):
@@ -253,7 +257,8 @@ def _match_ledger(
         recorded[ev.seq] = objs
         all_digests.update(objs.values())
     for name, digest in subjects.items():
-        if name.startswith("volume:") and digest not in all_digests:
+        recorded_kind = name.startswith(("volume:", "judging-session:", "judging/"))
+        if recorded_kind and digest not in all_digests:
             problems.append(
                 f"statement subject {name}: digest {digest[:16]} appears in no ledger event"
             )
