@@ -21,6 +21,11 @@ every output: they are stand-ins, never presented as real tissue).
    run: demo keys, never for real use); every step above is a signed ledger event.
    The demo ends by writing a report signed by both (``report/``: PDF, HTML,
    attestation) and verifying it offline against the data.
+7. Prepare a blinded judging session (:mod:`emqc.judging`) in ``judging/`` from the
+   two volumes, for two demo judges (``judge-a``, ``judge-b``, each with a demo key in
+   ``keys/``), with repeated blocks to measure each judge's consistency. The demo
+   does not judge: judges do, in napari (``emqc judge open``). Its ``sealed/`` part
+   (which block is which sample) is the coordinator's.
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from .custody import (
 from .custody._study import LEDGER_FILE, REGISTRY_FILE
 from .damage import DAMAGES
 from .ingest import IngestResult, ingest
+from .judging import create_session
 from .manifest import verify_volume
 from .sampling import BlockList
 from .sampling.volume import sample_volume, write_block_list
@@ -57,7 +63,14 @@ from .scoring._run import ScoreRun, score_volume
 from .synth import NeuropilParams, SyntheticNeuropil, synthetic_neuropil
 from .volume import open_volume
 
-__all__ = ["run_demo", "DemoRun", "DemoSample", "DemoSampleResult", "DEMO_SAMPLES"]
+__all__ = [
+    "run_demo",
+    "DemoRun",
+    "DemoSample",
+    "DemoSampleResult",
+    "DEMO_JUDGES",
+    "DEMO_SAMPLES",
+]
 
 log = logging.getLogger("emqc")
 
@@ -126,6 +139,11 @@ DEMO_SAMPLES = (
 )
 DEMO_SHAPE = (128, 256, 256)
 DEMO_VOXEL_NM = (8.0, 8.0, 8.0)
+#: The demo judging session's judges; each gets a demo key ``keys/<name>.key``.
+DEMO_JUDGES = ("judge-a", "judge-b")
+#: Blocks per sample in the demo judging session, and the share shown twice (3 of 6).
+DEMO_JUDGING_BLOCKS = 3
+DEMO_JUDGING_REPEAT_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -145,27 +163,67 @@ class DemoSampleResult:
 
 @dataclass(frozen=True)
 class DemoRun:
-    """What the demo made: one result per sample, and the signed, verified report."""
+    """What the demo made: one result per sample, the signed, verified report, and the
+    blinded judging session (not yet judged; its ``sealed/`` part is the coordinator's)."""
 
     samples: list[DemoSampleResult]
     report: ExportedReport
     verification: ReportVerification
+    judging: Path | None = None
 
 
-def fresh_study(out: Path) -> tuple[Study, Signer, Signer]:
-    """The demo's study in ``out``, with new demo keys (an earlier run's trail is replaced)."""
+def demo_key(study: Study, out: Path, name: str, role: str) -> Signer:
+    """A new demo key ``out/keys/<name>.key`` in the study's registry, with its
+    ``key.register`` event (signed by the key itself)."""
+    signer = new_key(name, role, registry=study.registry, key_path=out / "keys" / f"{name}.key")
+    study.record(signer, "key.register", reason="emqc demo: demo key, not for real use",
+                 params={"name": name, "role": role, "keyid": signer.keyid})  # fmt: skip
+    return signer
+
+
+def fresh_study(out: Path, judges: tuple[str, ...] = DEMO_JUDGES) -> tuple[Study, Signer, Signer]:
+    """The demo's study in ``out``, with new demo keys (an earlier run's trail is replaced).
+
+    Keys: ``demo-operator`` (operator), ``demo-auditor`` (auditor) and one per name in
+    ``judges`` (judge), each as ``out/keys/<name>.key``; the operator and auditor are returned.
+    """
     for name in (LEDGER_FILE, REGISTRY_FILE):
         (out / name).unlink(missing_ok=True)
     shutil.rmtree(out / "keys", ignore_errors=True)
     study = Study.open(out, create=True)
-    keys = {}
-    for name, role in (("demo-operator", "operator"), ("demo-auditor", "auditor")):
-        keys[role] = new_key(
-            name, role, registry=study.registry, key_path=out / "keys" / f"{name}.key"
-        )
-        study.record(keys[role], "key.register", reason="emqc demo: demo key, not for real use",
-                     params={"name": name, "role": role, "keyid": keys[role].keyid})  # fmt: skip
-    return study, keys["operator"], keys["auditor"]
+    operator = demo_key(study, out, "demo-operator", "operator")
+    auditor = demo_key(study, out, "demo-auditor", "auditor")
+    for name in judges:
+        demo_key(study, out, name, "judge")
+    return study, operator, auditor
+
+
+def make_judging_session(
+    study: Study,
+    coordinator: Signer,
+    volumes: dict[str, Path],
+    out: Path,
+    *,
+    seed: int,
+    block_um: float,
+    judges: tuple[str, ...] = DEMO_JUDGES,
+    blocks_per_sample: int = DEMO_JUDGING_BLOCKS,
+    repeat_share: float = DEMO_JUDGING_REPEAT_SHARE,
+    reason: str = "",
+) -> Path:
+    """Create the blinded judging session ``out`` (an earlier one is replaced) and record
+    a signed ``judge.session`` event naming ``session.json`` and the volumes."""
+    shutil.rmtree(out, ignore_errors=True)
+    session = create_session(volumes, list(judges), blocks_per_sample=blocks_per_sample,
+                             out=out, seed=seed, repeat_share=repeat_share,
+                             block_um=block_um)  # fmt: skip
+    study.record(coordinator, "judge.session", reason=reason,
+                 objects=[study.file_ref(out / "session.json", kind="judging-session"),
+                          *(study.volume_ref(p) for p in volumes.values())],
+                 params={"session": session.session_id, "judges": list(judges),
+                         "blocks_per_sample": blocks_per_sample,
+                         "repeat_share": repeat_share})  # fmt: skip
+    return out
 
 
 @lru_cache(maxsize=1)
@@ -367,6 +425,18 @@ def run_demo(
             )
     _neuropil.cache_clear()
     write_sample_record(results, raw_dir / "samples.json")
+    # The session's own seed (not the scoring one): its blocks are drawn afresh.
+    t0 = time.perf_counter()
+    judging = make_judging_session(
+        study,
+        operator,
+        {r.sample.id: r.ingest.path for r in results},
+        out / "judging",
+        seed=seed + 1,
+        block_um=block_um,
+        reason=why,
+    )
+    log.info("blinded judging session %s in %.1f s", judging, time.perf_counter() - t0)
     exported = export_report(
         study,
         out / "report",
@@ -377,7 +447,7 @@ def run_demo(
     verification = verify_report(exported.out, data_root=out)
     verification.raise_for_problems()
     log.info("signed report %s verified offline", exported.out)
-    return DemoRun(results, exported, verification)
+    return DemoRun(results, exported, verification, judging)
 
 
 def save_montage(volume_path: Path, blocks: BlockList, out: Path, condition: str = "") -> Path:

@@ -14,6 +14,7 @@ from PIL import Image
 
 from emqc.custody import Study, verify_report
 from emqc.demo import DEMO_SAMPLES, DemoSample
+from emqc.judging import JudgeSession, Session, judge_visible_leaks, read_mapping
 from emqc.manifest import verify_volume
 from emqc.sampling.volume import read_block_list
 
@@ -81,6 +82,30 @@ def test_demo_runs_end_to_end(tmp_path):
     assert page[page.shape[0] // 5 : -page.shape[0] // 8].std() > 20  # plots, not a blank page
     actions = [e.fields["action"] for e in Study.open(out).ledger.events()]
     assert actions.count("score") == 2 and actions[-2:] == ["report.sign", "report.sign"]
+
+    # A blinded judging session for two demo judges, not judged, with how to open it.
+    judging = out / "judging"
+    session = Session.open(judging)
+    assert session.judges == ("judge-a", "judge-b")
+    for judge in session.judges:
+        order = json.loads((judging / "judges" / f"{judge}.json").read_text())["codes"]
+        assert len(order) == len(session.orders[judge]) == 9  # 2 x 3 blocks, 3 repeated
+        assert JudgeSession(judging, judge).progress().done == 0
+        assert (out / "keys" / f"{judge}.key").is_file()
+        line = (
+            f"emqc judge open {judging} --judge {judge} --study {out} "
+            f"--key {out / 'keys' / f'{judge}.key'}"
+        )
+        assert line in proc.stdout, proc.stdout
+    mapping = read_mapping(judging)
+    assert sum(1 for it in mapping["codes"].values() if it["repeat_of"]) >= 1
+    assert {it["sample"] for it in mapping["codes"].values()} == {"S01", "S02"}
+    for sample in ("S01", "S02"):
+        judged = read_block_list(judging / "sealed" / "blocks" / f"{sample}.blocks.json")
+        assert len(judged.blocks) == 3
+    assert not judge_visible_leaks(judging, ["S01", "S02"], [])
+    assert f"{judging / 'sealed'} is the coordinator's" in proc.stdout
+    assert actions.count("judge.session") == 1 and actions.count("key.register") == 4
 
     # The damaged sample scores worse on what its damage targets, with confidence
     # intervals apart. A score is compared only where the committed networks give it

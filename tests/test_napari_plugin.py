@@ -181,3 +181,23 @@ def test_killing_napari_mid_session_loses_no_saved_verdict(make_napari_viewer, s
     assert len(js.verdicts()) == 3 and js.resume_index() == 3
     again = JudgingWidget(make_napari_viewer(), session, "bob")
     assert again.index == 3
+
+
+def test_reader_opens_a_score_map_as_heat_maps(make_napari_viewer, volumes, tmp_path):
+    from emqc_napari._reader import get_reader
+
+    from emqc.scoring._run import score_volume
+    from emqc.testing import intensity_maps
+
+    run = score_volume(volumes[SAMPLES[0]], out=tmp_path / "scores", all_blocks=True,
+                       block_vox=(16, 32, 32), predict=intensity_maps, progress=False)  # fmt: skip
+    path = str(run.score_map)
+    layers = get_reader(path)(path)
+    names = [meta["name"] for _, meta, _ in layers]
+    assert names == ["score: membrane_integrity", "score: edema", "score: synapse_traceability",
+                     "score: imaging_quality"]  # fmt: skip
+    data, meta, _ = layers[0]
+    assert data.shape == (3, 3, 3) and meta["scale"] == (160.0, 320.0, 320.0)
+    viewer = make_napari_viewer()
+    viewer.open(path, plugin="emqc")
+    assert len(viewer.layers) == 4

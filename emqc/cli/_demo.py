@@ -43,7 +43,7 @@ def demo(out, n_blocks, workers):  # type: ignore[no-untyped-def]
     from rich.console import Console
     from rich.table import Table
 
-    from ..demo import run_demo
+    from ..demo import DEMO_JUDGES, run_demo
     from ..scoring import SCORES
 
     t0 = time.perf_counter()
@@ -118,7 +118,8 @@ def demo(out, n_blocks, workers):  # type: ignore[no-untyped-def]
         f"  scores/   per sample: blocks.parquet, blocks.csv (one row per block), summary.json\n"
         f"  custody.sqlite, keys.json, keys/  the study's signed ledger and its DEMO keys\n"
         f"            (emqc custody log --study {out})\n"
-        f"  report/   the signed report (attestation.dsse.json, ledger and key copies)",
+        f"  report/   the signed report (attestation.dsse.json, ledger and key copies)\n"
+        f"  judging/  a blinded judging session for judge-a and judge-b (not yet judged)",
         highlight=False,
     )
     console.print(run.verification.summary(), highlight=False)
@@ -127,3 +128,19 @@ def demo(out, n_blocks, workers):  # type: ignore[no-untyped-def]
         f"Verify it again, offline: emqc verify {run.report.out} --data {out}",
         highlight=False,
     )
+    if run.judging is not None:
+        judging = run.judging
+        opens = "\n".join(
+            f"  emqc judge open {judging} --judge {name} --study {out} "
+            f"--key {out / 'keys' / f'{name}.key'}"
+            for name in DEMO_JUDGES
+        )
+        console.print(
+            f"Blinded judging session: {judging}\n"
+            f"Each judge opens their blocks in napari (one command per judge):\n{opens}\n"
+            f"{judging / 'sealed'} is the coordinator's (which block is which sample): remove\n"
+            f"it before giving the session to judges; once both have locked: "
+            f"emqc judge unblind {judging}",
+            highlight=False,
+            soft_wrap=True,
+        )
