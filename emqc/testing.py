@@ -5,10 +5,13 @@ Nothing here is used by the pipeline itself.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from pathlib import Path
+
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["intensity_maps"]
+__all__ = ["intensity_maps", "synthetic_volumes"]
 
 
 def intensity_maps(
@@ -27,3 +30,29 @@ def intensity_maps(
         "extracellular": np.clip((img - 175) / 30, 0, 1).astype(np.float32),
         "synapse": np.clip((70 - img) / 30, 0, 1).astype(np.float32),
     }
+
+
+def synthetic_volumes(
+    folder: Path | str,
+    sample_ids: Iterable[str],
+    *,
+    shape: tuple[int, int, int] = (32, 64, 64),
+    voxel_nm: float = 10.0,
+) -> dict[str, Path]:
+    """Ingest one small SYNTHETIC neuropil volume per sample id (seeds 0, 1, ...) into ``folder``.
+
+    Returns sample id -> ``folder/<id>.ome.zarr``: verified emqc volumes to test
+    sampling, sessions and scoring on in seconds.
+    """
+    from .ingest import ingest
+    from .sources._array import ArraySource
+    from .synth import synthetic_neuropil
+
+    out = {}
+    for seed, sid in enumerate(sample_ids):
+        image = synthetic_neuropil(shape, voxel_size_nm=voxel_nm, seed=seed).image
+        out[sid] = Path(folder) / f"{sid}.ome.zarr"
+        ingest(
+            ArraySource(image, voxel_size_nm=(voxel_nm,) * 3, name=sid), out[sid], progress=False
+        )
+    return out

@@ -7,10 +7,8 @@ from click.testing import CliRunner
 
 from emqc.cli import cli
 from emqc.custody import Study
-from emqc.ingest import ingest
 from emqc.judging import JudgeSession, Verdict
-from emqc.sources._array import ArraySource
-from emqc.synth import synthetic_neuropil
+from emqc.testing import synthetic_volumes
 
 pytestmark = pytest.mark.filterwarnings("ignore:window_nm")
 
@@ -25,12 +23,8 @@ def test_judge_create_records_custody_and_status_shows_progress(tmp_path):
         ).exit_code
         == 0
     )
-    args = []
-    for i, sid in enumerate(("S01", "S02")):
-        dest = study / f"{sid}.ome.zarr"
-        img = synthetic_neuropil((32, 64, 64), voxel_size_nm=10.0, seed=i).image
-        ingest(ArraySource(img, voxel_size_nm=(10, 10, 10), name=sid), dest, progress=False)
-        args += ["--sample", f"{sid}={dest}"]
+    vols = synthetic_volumes(study, ("S01", "S02"))
+    args = [a for sid, dest in vols.items() for a in ("--sample", f"{sid}={dest}")]
     out = tmp_path / "session"
     res = runner.invoke(cli, ["judge", "create", *args, "--judges", "alice,bob",
                               "--blocks-per-sample", "3", "--block-vox", "16", "--seed", "4",
@@ -56,12 +50,8 @@ def test_judge_unblind_refuses_until_all_locked(tmp_path):
     from emqc.judging import read_mapping
 
     runner = CliRunner()
-    args = []
-    for i, sid in enumerate(("S01", "S02")):
-        dest = tmp_path / f"{sid}.ome.zarr"
-        img = synthetic_neuropil((32, 64, 64), voxel_size_nm=10.0, seed=i).image
-        ingest(ArraySource(img, voxel_size_nm=(10, 10, 10), name=sid), dest, progress=False)
-        args += ["--sample", f"{sid}={dest}"]
+    vols = synthetic_volumes(tmp_path, ("S01", "S02"))
+    args = [a for sid, dest in vols.items() for a in ("--sample", f"{sid}={dest}")]
     out = tmp_path / "session"
     res = runner.invoke(cli, ["judge", "create", *args, "--judges", "alice,bob",
                               "--blocks-per-sample", "3", "--block-vox", "16", "--seed", "9",

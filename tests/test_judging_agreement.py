@@ -11,7 +11,6 @@ import pytest
 
 from emqc.custody import Study, new_key
 from emqc.errors import InputError
-from emqc.ingest import ingest
 from emqc.judging import (
     JudgeSession,
     Verdict,
@@ -27,8 +26,7 @@ from emqc.judging import (
     self_consistency,
     unblind,
 )
-from emqc.sources._array import ArraySource
-from emqc.synth import synthetic_neuropil
+from emqc.testing import synthetic_volumes
 
 pytestmark = pytest.mark.filterwarnings("ignore:window_nm")
 
@@ -124,14 +122,7 @@ POOR = {"membrane_integrity": 2, "edema": "moderate", "traceable": "no"}
 
 @pytest.fixture(scope="module")
 def volumes(tmp_path_factory) -> dict[str, Path]:
-    base = tmp_path_factory.mktemp("vols")
-    out = {}
-    for i, sid in enumerate(SAMPLES):
-        img = synthetic_neuropil((32, 48, 48), voxel_size_nm=10.0, seed=i).image
-        dest = base / f"{sid}.ome.zarr"
-        ingest(ArraySource(img, voxel_size_nm=(10, 10, 10), name=sid), dest, progress=False)
-        out[sid] = dest
-    return out
+    return synthetic_volumes(tmp_path_factory.mktemp("vols"), SAMPLES, shape=(32, 48, 48))
 
 
 def _verdict(judge: str, sample: str, k: int) -> Verdict:

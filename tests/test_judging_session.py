@@ -23,6 +23,7 @@ from emqc.judging import (
 from emqc.judging._plan import apply_flip
 from emqc.sources._array import ArraySource
 from emqc.synth import synthetic_neuropil
+from emqc.testing import synthetic_volumes
 from emqc.volume import open_volume
 
 pytestmark = pytest.mark.filterwarnings("ignore:window_nm")
@@ -34,14 +35,7 @@ GOOD = Verdict(membrane_integrity=4, edema="mild", traceable="yes", confidence=2
 
 @pytest.fixture(scope="module")
 def volumes(tmp_path_factory) -> dict[str, Path]:
-    base = tmp_path_factory.mktemp("vols")
-    out = {}
-    for i, sid in enumerate(CONDITIONS):
-        img = synthetic_neuropil((32, 64, 64), voxel_size_nm=10.0, seed=i).image
-        dest = base / f"{sid}.ome.zarr"
-        ingest(ArraySource(img, voxel_size_nm=(10, 10, 10), name=sid), dest, progress=False)
-        out[sid] = dest
-    return out
+    return synthetic_volumes(tmp_path_factory.mktemp("vols"), CONDITIONS)
 
 
 def _make(volumes, out: Path, seed: int = 5, **kw):
