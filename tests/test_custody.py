@@ -260,3 +260,11 @@ def test_study_command_without_key_fails_before_work(tmp_path, monkeypatch):
     )
     assert res.exit_code == 2 and "--key FILE or EMQC_KEY" in res.output
     assert not os.path.exists(tmp_path / "s" / "custody.sqlite")
+
+
+def test_study_folders_with_uri_characters_work(tmp_path):
+    study = Study.open(tmp_path / "lab #1? 50% done", create=True)
+    alice = _key(study, "alice")
+    study.record(alice, "ingest", reason="odd folder name")
+    assert [e.fields["reason"] for e in study.ledger.events()] == ["odd folder name"]
+    assert (study.root / "custody.sqlite").is_file()

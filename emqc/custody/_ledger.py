@@ -141,7 +141,7 @@ class Ledger:
             raise CustodyError(f"{self.path}: no custody ledger here; check the --study folder")
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        uri = f"file:{self.path}" + ("" if create else "?mode=rw")
+        uri = self.path.absolute().as_uri() + ("" if create else "?mode=rw")
         conn = sqlite3.connect(uri, uri=True, timeout=self.timeout_s, isolation_level=None)
         try:
             conn.execute(_SCHEMA)
