@@ -66,16 +66,17 @@ def judge_create(  # type: ignore[no-untyped-def]
     if block_um and block_vox:
         raise click.UsageError("give --block-um or --block-vox, not both")
     names = [j.strip() for j in judges.split(",") if j.strip()]
+    volumes = _samples(samples)
     custody = open_custody(study, key)
     session = create_session(
-        _samples(samples), names, blocks_per_sample=blocks_per_sample, out=out, seed=seed,
+        volumes, names, blocks_per_sample=blocks_per_sample, out=out, seed=seed,
         repeat_share=repeat_share, block_um=block_um, block_vox=block_vox,
     )  # fmt: skip
     if custody is not None:
         st, signer = custody
         st.record(signer, "judge.session", reason=reason,
                   objects=[st.file_ref(Path(out) / "session.json", kind="judging-session"),
-                           *(st.volume_ref(p) for p in _samples(samples).values())],
+                           *(st.volume_ref(p) for p in volumes.values())],
                   params={"session": session.session_id, "judges": names,
                           "blocks_per_sample": blocks_per_sample})  # fmt: skip
     n = {j: len(o) for j, o in session.orders.items()}

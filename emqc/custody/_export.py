@@ -216,13 +216,13 @@ def export_report(
 
     if not signers:
         raise CustodyError("a report needs at least one signer (--sign KEY --meaning authored)")
+    registry = study.registry
     for s, meaning in signers:
         if meaning not in MEANINGS:
             raise CustodyError(f"meaning {meaning!r} is not one of {', '.join(MEANINGS)}")
-        study.registry.refuse_revoked(s.keyid)
-        if s.keyid not in study.registry.keys:
+        registry.refuse_revoked(s.keyid)
+        if s.keyid not in registry.keys:
             raise CustodyError(f"{s.public.short} is not registered in study {study.root}")
-    registry = study.registry
     if registry.problems:
         raise TamperError(
             "the study's key registry does not verify:\n  " + "\n  ".join(registry.problems)

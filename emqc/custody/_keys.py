@@ -122,6 +122,11 @@ def _raw_public(private: Ed25519PrivateKey) -> bytes:
     )
 
 
+def is_self_revocation(action: str, params: Any, keyid: str) -> bool:
+    """Whether an event is ``keyid``'s record of its own revocation (signed after it starts)."""
+    return action == "key.revoke" and isinstance(params, dict) and params.get("keyid") == keyid
+
+
 def keyid_of(raw_public: bytes) -> str:
     """Key id: SHA-256 of the 32 raw public-key bytes."""
     return sha256_hex(raw_public)

@@ -45,7 +45,7 @@ from typing import Any
 
 from ..errors import CustodyError, TamperError
 from ._canonical import canonical_bytes, sha256_hex, utc_now
-from ._keys import KeyRegistry, Signer
+from ._keys import KeyRegistry, Signer, is_self_revocation
 
 __all__ = [
     "EVENT_FORMAT",
@@ -277,7 +277,7 @@ def verify_events(events: Iterable[Event], registry: KeyRegistry, *, where: str)
                 f"{tag}: 'prev' does not match the previous event's hash (chain broken)"
             )
         try:
-            own = f.get("action") == "key.revoke" and f.get("params", {}).get("keyid") == keyid
+            own = is_self_revocation(f.get("action"), f.get("params"), keyid)
             key = registry.check_signature(keyid, ev.body, ev.signature, time, revoking_itself=own)
         except (TamperError, ValueError) as exc:
             problems.append(f"{tag}: {exc}")

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..errors import CustodyError
 from ..manifest import read_manifest, sha256_file
-from ._keys import KeyRegistry, Signer, load_signer
+from ._keys import KeyRegistry, Signer, is_self_revocation, load_signer
 from ._ledger import Event, Ledger, object_ref
 
 __all__ = ["LEDGER_FILE", "REGISTRY_FILE", "Study", "signer_from"]
@@ -89,7 +89,7 @@ class Study:
     ) -> Event:
         """Append a signed event to the study's ledger."""
         registry = self.registry
-        if not (action == "key.revoke" and (params or {}).get("keyid") == signer.keyid):
+        if not is_self_revocation(action, dict(params or {}), signer.keyid):
             registry.refuse_revoked(signer.keyid)
         if signer.keyid not in registry.keys:
             raise CustodyError(

@@ -164,8 +164,7 @@ def imaging_quality(raw: Any, *, voxel_size_nm: Any) -> ImagingQuality:
     data = image.astype(np.float64)
     if not np.isfinite(data).all():
         raise InputError("raw holds NaN or infinite values")
-    picks = np.unique(np.linspace(0, image.shape[0] - 1, min(_MAX_SLICES, image.shape[0])))
-    slices = data[picks.astype(int)]
+    slices = data[_slice_picks(image.shape[0])]
 
     saturated = _saturated_fraction(image)
     total_var = float(data.var())
@@ -236,12 +235,15 @@ def noise_sigma(image: np.ndarray) -> float:
         raise ValueError(
             f"image must be a (Z, Y, X) array of at least 2 x 2 in (y, x), got {data.shape}"
         )
-    picks = np.unique(np.linspace(0, data.shape[0] - 1, min(_MAX_SLICES, data.shape[0]))).astype(
-        int
-    )
     return _noise_sigma(
-        data[picks].astype(np.float64), integer=np.issubdtype(data.dtype, np.integer)
+        data[_slice_picks(data.shape[0])].astype(np.float64),
+        integer=np.issubdtype(data.dtype, np.integer),
     )
+
+
+def _slice_picks(n_z: int) -> np.ndarray:
+    """Up to :data:`_MAX_SLICES` z indices evenly spaced through ``n_z`` slices."""
+    return np.unique(np.linspace(0, n_z - 1, min(_MAX_SLICES, n_z))).astype(int)
 
 
 def _past(name: str, value: float, level: int) -> bool:

@@ -21,10 +21,6 @@ __all__ = ["JudgingWidget", "BLOCK_LAYER"]
 BLOCK_LAYER = "block"
 
 
-def _label(choice: Any) -> str:
-    return str(choice)
-
-
 class JudgingWidget(widgets.Container):
     """Judge the blocks of a session, blinded.
 
@@ -59,7 +55,7 @@ class JudgingWidget(widgets.Container):
             else:
                 w = widgets.ComboBox(
                     label=q.name.replace("_", " "),
-                    choices=[(_label(c), c) for c in q.choices],
+                    choices=[(str(c), c) for c in q.choices],
                     value=None,
                     nullable=True,
                 )
