@@ -91,7 +91,15 @@ case "$cmd" in
     setup_venv
     setup_display
     export QT_QPA_PLATFORM=xcb
-    exec xvfb-run -a -s "-screen 0 1280x1024x24" "$VENV/bin/python" -m pytest "$@" ;;
+    # A fresh temporary folder per run (kept when the run fails, for inspection): pytest's
+    # default clean-up of earlier runs' folders under /tmp/pytest-of-USER turns into an error
+    # under filterwarnings=error when one of them cannot be removed.
+    basetemp="$(mktemp -d "${TMPDIR:-/tmp}/emqc-tests.XXXXXX")"
+    status=0
+    xvfb-run -a -s "-screen 0 1280x1024x24" "$VENV/bin/python" -m pytest --basetemp="$basetemp" "$@" || status=$?
+    if [ "$status" -eq 0 ]; then rm -rf "$basetemp" 2>/dev/null || true
+    else say "test files kept in $basetemp"; fi
+    exit "$status" ;;
   bench)
     setup_venv
     name="${1:?usage: ./run.sh bench NAME [ARGS] (see BENCHMARKS.md)}"; shift

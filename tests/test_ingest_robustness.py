@@ -193,7 +193,20 @@ def tiny_disk(tmp_path: Path):
     try:
         yield mnt
     finally:
-        subprocess.run(["umount", str(mnt)], check=False)
+        _unmount(mnt)
+
+
+def _unmount(mnt: Path) -> None:
+    """Unmount, retrying while a closing file keeps it busy, else detach it lazily.
+
+    A mount left behind makes the folder undeletable, and pytest's clean-up of old
+    temporary folders then fails in a later run.
+    """
+    for _ in range(20):
+        if subprocess.run(["umount", str(mnt)], capture_output=True).returncode == 0:
+            return
+        time.sleep(0.1)
+    subprocess.run(["umount", "--lazy", str(mnt)], check=True, capture_output=True)
 
 
 def test_disk_full_gives_clear_error_and_removes_partial_output(tiny_disk, medulla):
