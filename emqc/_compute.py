@@ -11,9 +11,12 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from typing import Any
 
 import dask
+from dask.diagnostics import ProgressBar
 
 __all__ = ["compute", "active_client"]
 
@@ -51,16 +54,28 @@ def compute(collections: Sequence[Any], *, label: str, progress: bool = True) ->
     log.info(label)
     client = active_client()
     if client is not None:
-        futures = client.compute(list(collections))
-        if progress and sys.stderr.isatty():
-            from distributed import progress as dist_progress
+        return _compute_on_client(client, collections, progress)
+    # A pool of our own, shut down (waiting) before returning or raising: when one task
+    # fails, dask raises at once while others may still be running, and a caller that
+    # then removes a partial output must not have it written to again behind its back.
+    pool = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1))
+    try:
+        with ProgressBar(out=sys.stderr, width=30, minimum=1.0) if progress else nullcontext():
+            return list(dask.compute(*collections, scheduler="threads", pool=pool))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
+
+def _compute_on_client(client: Any, collections: Sequence[Any], progress: bool) -> list[Any]:
+    from distributed import progress as dist_progress
+
+    futures = client.compute(list(collections))
+    try:
+        if progress and sys.stderr.isatty():
             dist_progress(futures)
         return list(client.gather(futures))
-    threads = max(1, os.cpu_count() or 1)
-    if progress:
-        from dask.diagnostics import ProgressBar
-
-        with ProgressBar(out=sys.stderr, width=30, minimum=1.0):
-            return list(dask.compute(*collections, scheduler="threads", num_workers=threads))
-    return list(dask.compute(*collections, scheduler="threads", num_workers=threads))
+    except BaseException:
+        # Stop what has not started; a task already running on a worker finishes there, so
+        # outputs written by tasks must be checked by digest, never trusted by presence.
+        client.cancel(futures)
+        raise
