@@ -51,7 +51,7 @@ setup_venv() {
   say "installing torch $TORCH_VERSION (CPU)"
   "$VENV/bin/python" -m pip install --quiet -c requirements/lock.txt "torch==$TORCH_VERSION"
   say "installing emqc and its pinned dependencies (requirements/lock.txt)"
-  "$VENV/bin/python" -m pip install --quiet -c requirements/lock.txt -e ".[napari,test]"
+  "$VENV/bin/python" -m pip install --quiet -c requirements/lock.txt -e ".[napari,kubernetes,test]"
   if "$VENV/bin/python" -m pip list 2>/dev/null | grep -qi '^nvidia-'; then
     die "CUDA packages (nvidia-*) got installed; something asked for a torch other than $TORCH_VERSION. Remove $VENV and check requirements/lock.txt."
   fi

@@ -31,6 +31,9 @@ __all__ = [
     "CustodyError",
     "KeyFileError",
     "TamperError",
+    "BatchManifestError",
+    "ClusterConfigError",
+    "StorageError",
 ]
 
 
@@ -128,3 +131,15 @@ class KeyFileError(CustodyError):
 
 class TamperError(IntegrityError, CustodyError):
     """A signed record, ledger event or report file fails verification (altered or forged)."""
+
+
+class BatchManifestError(InputError):
+    """A batch study manifest (``emqc batch MANIFEST``) cannot be used as it is."""
+
+
+class ClusterConfigError(InputError):
+    """A cluster configuration file for ``emqc batch --cluster`` is missing or invalid."""
+
+
+class StorageError(EmqcError, OSError):
+    """Object storage (S3, GCS) could not be read or written: unreachable, denied or missing."""
