@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-__all__ = ["intensity_maps", "synthetic_volumes"]
+__all__ = ["intensity_maps", "synthetic_volumes", "synthetic_h5"]
 
 
 def intensity_maps(
@@ -56,3 +56,28 @@ def synthetic_volumes(
             ArraySource(image, voxel_size_nm=(voxel_nm,) * 3, name=sid), out[sid], progress=False
         )
     return out
+
+
+def synthetic_h5(
+    path: Path | str,
+    seed: int,
+    *,
+    shape: tuple[int, int, int] = (40, 96, 96),
+    resolution_nm: list[float] | None = None,
+) -> Path:
+    """Write a small SYNTHETIC neuropil volume as HDF5 dataset ``raw``: a source to ingest.
+
+    ``resolution_nm`` is stored as the dataset's ``resolution_nm_zyx`` attribute (the
+    voxel size emqc's HDF5 reader finds); none by default.
+    """
+    import h5py
+
+    from .synth import synthetic_neuropil
+
+    image = synthetic_neuropil(shape, voxel_size_nm=10.0, seed=seed).image
+    path = Path(path)
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("raw", data=image, chunks=(min(20, shape[0]), 48, 48))
+        if resolution_nm is not None:
+            ds.attrs["resolution_nm_zyx"] = resolution_nm
+    return path

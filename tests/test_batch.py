@@ -11,14 +11,13 @@ import json
 import shutil
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 from distributed import Client, LocalCluster
 
 from emqc.batch import output_digests, read_study_manifest, run_batch
-from emqc.synth import synthetic_neuropil
 from emqc.testing import intensity_maps
+from emqc.testing import synthetic_h5 as write_h5
 
 pytestmark = pytest.mark.filterwarnings("ignore:window_nm")
 
@@ -32,15 +31,6 @@ def client():
         Client(c) as cl,
     ):
         yield cl
-
-
-def write_h5(path: Path, seed: int, *, shape=(40, 96, 96), resolution=None) -> Path:
-    image = synthetic_neuropil(shape, voxel_size_nm=10.0, seed=seed).image
-    with h5py.File(path, "w") as f:
-        ds = f.create_dataset("raw", data=image, chunks=(20, 48, 48))
-        if resolution is not None:
-            ds.attrs["resolution_nm_zyx"] = resolution
-    return path
 
 
 def make_study(folder: Path, samples: str, *, extra: str = "seed: 11\n") -> Path:
@@ -117,7 +107,7 @@ def test_altered_outputs_are_redone_not_trusted(good_study, client):
 
 def test_bad_entries_fail_with_reasons_and_the_good_samples_finish(tmp_path, client):
     write_h5(tmp_path / "good.h5", 0)
-    write_h5(tmp_path / "says8nm.h5", 1, resolution=[8, 8, 8])
+    write_h5(tmp_path / "says8nm.h5", 1, resolution_nm=[8, 8, 8])
     truncated = write_h5(tmp_path / "truncated.h5", 2)
     truncated.write_bytes(truncated.read_bytes()[:3000])
     manifest = make_study(

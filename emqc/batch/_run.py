@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -75,6 +76,8 @@ class SampleOutcome:
     summary: dict[str, Any] | None = None
     reused: dict[str, int] = field(default_factory=dict)
     ran: dict[str, int] = field(default_factory=dict)
+    #: stage -> (start, end) in seconds since the run started (for the run log only)
+    timings: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,7 @@ class _Context:
     models: dict[str, Any]
     thresholds: Thresholds
     progress: Progress
+    t0: float = field(default_factory=time.monotonic)
     blocks: dict[str, Any] = field(default_factory=dict)  # sample id -> BlockList
     volumes: dict[str, Any] = field(default_factory=dict)  # sample id -> Volume
 
@@ -158,7 +162,9 @@ class _Context:
             for stage in STAGES:
                 out.stage = stage
                 self.progress(entry.id, stage, 0, 0)
+                start = time.monotonic() - self.t0
                 getattr(self, f"_{stage}")(entry, out)
+                out.timings[stage] = (round(start, 3), round(time.monotonic() - self.t0, 3))
             out.status = "done"
             self.progress(entry.id, "done", 1, 1)
         except EmqcError as exc:
@@ -345,6 +351,14 @@ def _study_seed(folder: OutputFolder, manifest: StudyManifest) -> int:
     return seed
 
 
+def _worker_threads(client: Any) -> list[int]:
+    """Threads of each worker of the cluster at the end of the run."""
+    try:
+        return sorted(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+    except Exception:  # a lost scheduler must not lose the run log
+        return []
+
+
 def _log_run(folder: OutputFolder, result: BatchResult, started: str, client: Any) -> None:
     from .. import __version__
 
@@ -354,6 +368,7 @@ def _log_run(folder: OutputFolder, result: BatchResult, started: str, client: An
         "finished_utc": utc_now(),
         "emqc_version": __version__,
         "scheduler": getattr(client, "scheduler", None) and client.scheduler.address,
+        "workers": _worker_threads(client),
         "samples": {
             s.id: {
                 "status": s.status,
