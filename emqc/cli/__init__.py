@@ -80,4 +80,4 @@ def main(argv: list[str] | None = None) -> None:
 
 # Commands register themselves on `cli` when imported; they import their heavy
 # dependencies inside the command, so `emqc --help` stays fast.
-from . import _commands, _custody, _demo, _judge, _score, _train  # noqa: E402, F401
+from . import _batch, _commands, _custody, _demo, _judge, _score, _train  # noqa: E402, F401
