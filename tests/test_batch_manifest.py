@@ -120,3 +120,24 @@ def test_derived_seeds_are_stable_distinct_and_independent_of_other_samples(seed
     assert len(set(seeds)) == len(ids)
     assert all(0 <= s < 2**63 for s in seeds)
     assert derive_seed(seed + 1, ids[0]) != seeds[0]
+
+
+def test_environment_variables_are_expanded_and_an_unset_one_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("SCANS", "/data/scans")
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    ok = "output: o\nsamples: [{id: a, source: '${SCANS}/a.h5:/raw', voxel_size_nm: [8, 8, 8]}]"
+    assert read_study_manifest(write(tmp_path, ok)).samples[0].source == "/data/scans/a.h5:/raw"
+    bad = ok.replace("${SCANS}", "$NOT_SET_ANYWHERE")
+    with pytest.raises(
+        BatchManifestError,
+        match=r"samples\[0\]\.source uses the environment variable NOT_SET_ANYWHERE",
+    ):
+        read_study_manifest(write(tmp_path, bad))
+
+
+def test_the_example_study_in_workflows_is_valid(monkeypatch):
+    monkeypatch.setenv("EMQC_DATA", "/data")
+    example = Path(__file__).parents[1] / "workflows" / "study.example.yaml"
+    m = read_study_manifest(example)
+    assert [s.id for s in m.samples] == ["medulla-a", "medulla-b"]
+    assert m.samples[0].source == "/data/medulla-fib-10nm/medulla_fib_10nm_250cube.h5:/raw"

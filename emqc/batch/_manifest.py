@@ -14,7 +14,8 @@ A manifest is a YAML file::
         blocks: 16                       # optional, overrides the study default
         seed: 7                          # optional, overrides the derived seed
 
-Relative paths (``output``, ``source``) are relative to the manifest's folder.
+Relative paths (``output``, ``source``) are relative to the manifest's folder;
+environment variables in them (``${EMQC_DATA}/scans/s01.h5:/raw``) are expanded.
 
 **Seed policy.** Each sample draws its blocks with its own seed: the sample's
 ``seed`` if given, else one derived from the study seed and the sample id
@@ -29,6 +30,7 @@ wrong and what to write instead (:class:`emqc.errors.BatchManifestError`).
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -132,7 +134,7 @@ def read_study_manifest(path: str | Path) -> StudyManifest:
         if s.id in seen:
             raise check.fail(f"samples[{i}].id", f"{s.id!r} is also samples[{seen[s.id]}].id")
         seen[s.id] = i
-    output = check.text("output", data["output"])
+    output = check.expand("output", check.text("output", data["output"]))
     return StudyManifest(
         path=path,
         name=check.text("study", data.get("study", path.stem)),
@@ -165,6 +167,16 @@ class _Checker:
         if not isinstance(value, str) or not value.strip():
             raise self.fail(where, f"must be a non-empty string, got {value!r}")
         return value.strip()
+
+    def expand(self, where: str, value: str) -> str:
+        expanded = os.path.expandvars(value)
+        unset = re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", expanded)
+        if unset:
+            raise self.fail(
+                where, f"uses the environment variable {unset[0]}, which is not set; set it or "
+                "write the path out",
+            )  # fmt: skip
+        return expanded
 
     def count(self, where: str, value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -211,7 +223,7 @@ class _Checker:
                 f"{sid!r} must be letters, digits, '.', '_' or '-' (at most 64, first a letter "
                 "or digit): it names the sample's output folder",
             )
-        source = self.text(f"{where}.source", entry["source"])
+        source = self.expand(f"{where}.source", self.text(f"{where}.source", entry["source"]))
         return SampleEntry(
             id=sid,
             source=source if "://" in source else _relative_to(self.path.parent, source),
