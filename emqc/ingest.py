@@ -19,6 +19,16 @@ renamed to ``DEST`` only once the manifest is in place. An interrupted ingest
 (killed, disk full) therefore never leaves a ``DEST`` that looks complete; the
 next run finds the staging folder, says so, removes it and starts over. Ingest is
 deterministic: the same source and parameters give the same root digest.
+
+``DEST`` (and a Zarr/OME-Zarr source) may also be an object-store URL
+(``s3://bucket/sample01.ome.zarr``, ``gs://...``; endpoint and credentials as in
+:mod:`emqc.storage`). A store has no rename, so there the manifest alone marks
+completion: the objects are written in place (or, when ``overwrite`` replaces a
+volume, under a staging prefix and copied server-side), hashed back from the store,
+and the manifest is PUT last; a failure removes every object written, and a
+killed run leaves objects without a manifest that readers refuse and the next
+ingest removes (the protocol is in :mod:`emqc._atomic`). The root digest equals
+that of the same ingest to local disk: the same bytes are stored under the same keys.
 """
 
 from __future__ import annotations
@@ -34,15 +44,16 @@ import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import dask
 import dask.array as da
 import numpy as np
 
-from . import __version__
-from ._atomic import publish_dir
+from . import __version__, storage
+from ._atomic import discard_output, prepare_output, publish_output
 from ._compute import compute
-from .errors import IntegrityError, MissingVoxelSizeError, OutOfSpaceError, OutputExistsError
+from .errors import IntegrityError, MissingVoxelSizeError, OutOfSpaceError
 from .intensity import (
     IntensityRule,
     apply_rule,
@@ -53,7 +64,15 @@ from .intensity import (
     needs_stats,
     rule_from_stats,
 )
-from .manifest import MANIFEST_NAME, digest_tree, implied_chunk_files, sha256_file, write_manifest
+from .manifest import (
+    MANIFEST_NAME,
+    FileDigest,
+    Manifest,
+    digest_tree,
+    implied_chunk_files,
+    sha256_file,
+    write_manifest,
+)
 from .omezarr import DEFAULT_CHUNK, ImageLayout, create_image, level_chunks
 from .pyramid import downsample_mean, plan_levels
 from .sources import VolumeSource, open_source
@@ -72,7 +91,7 @@ class EmqcWarning(UserWarning):
 class IngestResult:
     """What :func:`ingest` wrote."""
 
-    path: Path
+    path: Path | str
     shape: tuple[int, int, int]
     voxel_size_nm: tuple[float, float, float]
     n_levels: int
@@ -111,7 +130,9 @@ def ingest(
         Anything :func:`emqc.sources.open_source` accepts (folder or glob of TIFF/PNG
         slices, multipage TIFF, MRC, ``file.h5:/dataset``, Zarr/N5, ``precomputed://``).
     dest : str or Path
-        Output folder (must not exist unless ``overwrite``).
+        Output folder (must not exist unless ``overwrite``), or an object-store URL
+        such as ``s3://bucket/sample01.ome.zarr`` (nothing may be stored under it
+        unless ``overwrite``).
     voxel_size_nm : (3,) tuple of float, optional
         Voxel size (z, y, x) in nm. Overrides the source's metadata (with a warning
         when they differ); required when the source records none.
@@ -134,7 +155,8 @@ def ingest(
     Raises
     ------
     emqc.errors.EmqcError
-        Subclasses for every bad input (see :mod:`emqc.errors`).
+        Subclasses for every bad input (see :mod:`emqc.errors`);
+        :class:`~emqc.errors.StorageError` when an object store cannot be used.
     """
     t0 = time.perf_counter()
     src = source if isinstance(source, VolumeSource) else open_source(str(source))
@@ -142,39 +164,27 @@ def ingest(
     if not isinstance(chunk, int) or chunk < 8:
         raise ValueError(f"chunk must be an integer >= 8, got {chunk!r}")
     check_dtype(src.dtype, where=src.spec)
-    dest = Path(dest).absolute()
-    staging = staging_path(dest)
-    _prepare_destination(dest, staging, overwrite=overwrite)
-    _warn_if_short_of_space(dest, src)
+    dest = storage.as_location(dest)
+    if isinstance(dest, Path):
+        dest = dest.absolute()
+    target = prepare_output(dest, overwrite=overwrite, marker=MANIFEST_NAME)
+    if isinstance(dest, Path):
+        _warn_if_short_of_space(dest, src)
 
     layout = ImageLayout(tuple(plan_levels(src.shape, voxel)), (chunk, chunk, chunk))
     try:
-        with dask.config.set({"array.slicing.split_large_chunks": False}):
-            rule, source_digests = _write_levels(src, staging, layout, intensity_range, progress)
-        files = digest_tree(staging)
-        _check_all_chunks_written(staging, files)
-        provenance = {
-            "emqc_version": __version__,
-            "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-            "operator": operator,
-            "source": {**src.describe(), "files": source_digests},
-            "voxel_size_nm": list(voxel),
-            "voxel_size_origin": voxel_origin,
-            "intensity_rule": rule.to_dict(),
-            "chunk": [chunk, chunk, chunk],
-            "levels": [
-                {
-                    "shape": list(lv.shape),
-                    "voxel_size_nm": list(lv.voxel_size_nm),
-                    "factors": list(lv.factors),
-                }
-                for lv in layout.levels
-            ],
-        }
-        manifest = write_manifest(staging, files, provenance)
-        publish_dir(staging, dest)
+        with storage.storage_errors(dest, "write"):
+            manifest, files, rule = _write_all(
+                src,
+                target,
+                dest,
+                layout,
+                intensity_range,
+                progress,
+                _provenance(layout, operator, voxel, voxel_origin),
+            )
     except OSError as exc:
-        shutil.rmtree(staging, ignore_errors=True)
+        discard_output(target, dest)
         if exc.errno in _NO_SPACE:
             raise OutOfSpaceError(
                 f"ran out of disk space writing {dest} ({os.strerror(exc.errno or 0)}). Nothing was "
@@ -183,7 +193,7 @@ def ingest(
             ) from exc
         raise
     except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+        discard_output(target, dest)
         raise
     return IngestResult(
         path=dest,
@@ -198,9 +208,65 @@ def ingest(
     )
 
 
+def _write_all(
+    src: VolumeSource,
+    target: Path | str,
+    dest: Path | str,
+    layout: ImageLayout,
+    intensity_range: tuple[float, float] | None,
+    progress: bool,
+    provenance: dict[str, Any],
+) -> tuple[Manifest, list[FileDigest], IntensityRule]:
+    """Steps 2–5 of the module docstring into ``target``, then publish at ``dest``."""
+    with dask.config.set({"array.slicing.split_large_chunks": False}):
+        rule, source_digests = _write_levels(src, target, layout, intensity_range, progress)
+    files = digest_tree(target)
+    _check_all_chunks_written(target, files)
+    provenance = {
+        **provenance,
+        "source": {**src.describe(), "files": source_digests},
+        "intensity_rule": rule.to_dict(),
+    }
+    manifest = publish_output(
+        target,
+        dest,
+        {f.path: f.size for f in files},
+        lambda loc: write_manifest(loc, files, provenance),
+        marker=MANIFEST_NAME,
+    )
+    return manifest, files, rule
+
+
+def _provenance(
+    layout: ImageLayout,
+    operator: str | None,
+    voxel: tuple[float, float, float],
+    voxel_origin: str,
+) -> dict[str, Any]:
+    """The provenance fields known before the voxels are written (in the manifest's order)."""
+    return {
+        "emqc_version": __version__,
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "operator": operator,
+        "source": None,
+        "voxel_size_nm": list(voxel),
+        "voxel_size_origin": voxel_origin,
+        "intensity_rule": None,
+        "chunk": list(layout.chunk),
+        "levels": [
+            {
+                "shape": list(lv.shape),
+                "voxel_size_nm": list(lv.voxel_size_nm),
+                "factors": list(lv.factors),
+            }
+            for lv in layout.levels
+        ],
+    }
+
+
 def _write_levels(
     src: VolumeSource,
-    staging: Path,
+    staging: Path | str,
     layout: ImageLayout,
     intensity_range: tuple[float, float] | None,
     progress: bool,
@@ -304,30 +370,7 @@ def _resolve_voxel_size(
     return voxel, origin  # type: ignore[return-value]
 
 
-def _prepare_destination(dest: Path, staging: Path, *, overwrite: bool) -> None:
-    if staging.exists():
-        log.warning(
-            "found %s from an earlier ingest that did not finish (killed or failed); removing it and "
-            "starting over",
-            staging,
-        )
-        shutil.rmtree(staging)
-    if dest.exists():
-        is_emqc = (dest / MANIFEST_NAME).is_file()
-        if is_emqc and not overwrite:
-            raise OutputExistsError(
-                f"{dest} already exists (an emqc volume). Choose another destination, or pass "
-                "--overwrite to replace it (the old volume is kept until the new one is complete)."
-            )
-        if not is_emqc and not (dest.is_dir() and not any(dest.iterdir())):
-            raise OutputExistsError(
-                f"{dest} already exists and is not an emqc volume, so emqc will not replace it even "
-                "with --overwrite. Choose another destination or remove it yourself."
-            )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-
-
-def _check_all_chunks_written(staging: Path, files: list) -> None:
+def _check_all_chunks_written(staging: Path | str, files: list) -> None:
     missing = sorted(implied_chunk_files(staging) - {f.path for f in files})
     if missing:
         raise IntegrityError(

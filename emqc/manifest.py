@@ -13,8 +13,12 @@ Because the digested files hold only data and deterministic metadata (provenance
 with its timestamp lives in the manifest, outside the digest), ingesting the same
 source with the same parameters gives the same root digest.
 
-The manifest is written last and atomically (temporary file, then rename), so its
-presence marks a complete volume.
+The manifest is written last and atomically (temporary file, then rename; on an
+object store one PUT), so its presence marks a complete volume.
+
+Every function takes a local folder or an object-store URL (``s3://bucket/vol.ome.zarr``,
+see :mod:`emqc.storage`); on a store the objects are listed and fetched, and the
+digests are the same as those of the same files on disk.
 
 References
 ----------
@@ -33,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from . import storage
+from ._atomic import PARTIAL_MARKER
 from .errors import IncompleteVolumeError, IntegrityError
 
 __all__ = [
@@ -92,18 +98,21 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _list_files(root: Path) -> list[str]:
-    out = []
-    for dirpath, _, filenames in os.walk(root):
-        for name in filenames:
-            rel = os.path.relpath(os.path.join(dirpath, name), root).replace(os.sep, "/")
-            if rel != MANIFEST_NAME and not name.endswith(".emqc-tmp"):
-                out.append(rel)
-    return sorted(out)
+def _listing(root: Path | str) -> dict[str, int]:
+    """Stored files of a volume (relative path -> size), without manifest and temporaries."""
+    return {
+        rel: size
+        for rel, size in storage.list_files(root).items()
+        if rel not in (MANIFEST_NAME, PARTIAL_MARKER) and not rel.endswith(".emqc-tmp")
+    }
 
 
-def digest_tree(root: Path, *, workers: int | None = None) -> list[FileDigest]:
-    """SHA-256 of every file below ``root`` except the manifest, sorted by path."""
+def _list_files(root: Path | str) -> list[str]:
+    return sorted(_listing(root))
+
+
+def digest_tree(root: Path | str, *, workers: int | None = None) -> list[FileDigest]:
+    """SHA-256 of every file below ``root`` (folder or URL) except the manifest, sorted by path."""
     return _digest_paths(root, _list_files(root), workers=workers)
 
 
@@ -113,21 +122,18 @@ def root_digest(files: list[FileDigest] | tuple[FileDigest, ...]) -> str:
     return hashlib.sha256(lines.encode("utf-8")).hexdigest()
 
 
-def write_manifest(root: Path, files: list[FileDigest], provenance: dict[str, Any]) -> Manifest:
-    """Write ``root/emqc-manifest.json`` atomically and return it."""
+def write_manifest(
+    root: Path | str, files: list[FileDigest], provenance: dict[str, Any]
+) -> Manifest:
+    """Write ``root/emqc-manifest.json`` atomically and return it (see :func:`storage.write_bytes`)."""
     manifest = Manifest(tuple(files), root_digest(files), provenance)
     data = (json.dumps(manifest.to_dict(), indent=1, sort_keys=True) + "\n").encode("utf-8")
-    tmp = root / (MANIFEST_NAME + ".emqc-tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, root / MANIFEST_NAME)
+    storage.write_bytes(storage.join(root, MANIFEST_NAME), data)
     return manifest
 
 
-def read_manifest(root: Path) -> Manifest:
-    """Read and check the manifest of the volume at ``root``.
+def read_manifest(root: Path | str) -> Manifest:
+    """Read and check the manifest of the volume at ``root`` (folder or URL).
 
     Raises
     ------
@@ -137,17 +143,21 @@ def read_manifest(root: Path) -> Manifest:
         When the manifest is not valid JSON of the expected form, or its root
         digest does not match its own file list.
     """
-    path = Path(root) / MANIFEST_NAME
-    if not Path(root).exists():
+    path = storage.join(root, MANIFEST_NAME)
+    try:
+        raw = storage.read_bytes(path)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raw = None
+    if raw is None and not storage.exists(root):
         raise IncompleteVolumeError(f"{root} does not exist. Give the folder `emqc ingest` wrote.")
-    if not path.is_file():
+    if raw is None:
         raise IncompleteVolumeError(
             f"{root} has no {MANIFEST_NAME}: it is not a complete emqc volume (an ingest that was "
             "interrupted, or a folder emqc did not write). Rerun `emqc ingest` for it; emqc never "
             "scores or shows a volume without its manifest."
         )
     try:
-        d = json.loads(path.read_bytes())
+        d = json.loads(raw)
         if d.get("format") != MANIFEST_FORMAT:
             raise ValueError(f"format is {d.get('format')!r}, expected {MANIFEST_FORMAT!r}")
         files = tuple(
@@ -172,7 +182,7 @@ def read_manifest(root: Path) -> Manifest:
 class VerificationReport:
     """Outcome of :func:`verify_volume`."""
 
-    root: Path
+    root: Path | str
     manifest: Manifest
     mode: Literal["digests", "presence"]
     n_files: int
@@ -226,8 +236,9 @@ def verify_volume(
 
     Parameters
     ----------
-    root : path
-        Folder written by ``emqc ingest``.
+    root : path or str
+        Folder written by ``emqc ingest``, or its URL on an object store
+        (``s3://bucket/vol.ome.zarr``).
     mode : {"digests", "presence"}
         ``digests`` re-hashes every file; ``presence`` only checks that every
         file exists with its recorded size (fast; catches missing and truncated
@@ -245,9 +256,10 @@ def verify_volume(
     """
     if mode not in ("digests", "presence"):
         raise ValueError(f"mode must be 'digests' or 'presence', got {mode!r}")
-    root = Path(root)
+    root = storage.as_location(root)
     manifest = read_manifest(root)
-    on_disk = set(_list_files(root))
+    sizes = _listing(root)
+    on_disk = set(sizes)
     expected = {f.path: f for f in manifest.files}
     # Chunks the arrays' own metadata implies must be listed too: a chunk deleted together
     # with its manifest line (and a recomputed root digest) is still missing.
@@ -262,13 +274,13 @@ def verify_volume(
         actual = {d.path: d for d in _digest_paths(root, [f.path for f in present])}
         altered = [f.path for f in present if actual[f.path].sha256 != f.sha256]
     else:
-        altered = [f.path for f in present if (root / f.path).stat().st_size != f.size]
+        altered = [f.path for f in present if sizes[f.path] != f.size]
     return VerificationReport(
         root, manifest, mode, len(expected), tuple(missing), tuple(altered), tuple(unexpected)
     )
 
 
-def implied_chunk_files(root: Path) -> set[str]:
+def implied_chunk_files(root: Path | str) -> set[str]:
     """Chunk files (relative paths) that every level's ``zarr.json`` implies must exist."""
     from .omezarr import chunk_keys, open_image
 
@@ -276,11 +288,20 @@ def implied_chunk_files(root: Path) -> set[str]:
     return {f"{arr.path}/{key}" for arr in arrays for key in chunk_keys(arr)}
 
 
-def _digest_paths(root: Path, rels: list[str], *, workers: int | None = None) -> list[FileDigest]:
-    """Digests of the given files, hashed in a thread pool (hashlib releases the GIL)."""
+def _digest_paths(
+    root: Path | str, rels: list[str], *, workers: int | None = None
+) -> list[FileDigest]:
+    """Digests of the given files: local ones hashed in a thread pool (hashlib releases the
+    GIL), objects fetched concurrently in batches."""
+    if storage.is_remote(root):
+        return [
+            FileDigest(rel, hashlib.sha256(data).hexdigest(), len(data))
+            for rel, data in storage.cat_files(root, rels)
+        ]
+    base = Path(root)
 
     def one(rel: str) -> FileDigest:
-        full = root / rel
+        full = base / rel
         return FileDigest(rel, sha256_file(full), full.stat().st_size)
 
     with ThreadPoolExecutor(max_workers=workers or min(8, (os.cpu_count() or 2) * 2)) as pool:

@@ -9,6 +9,9 @@ Layout of an ingested volume ``DEST``::
       emqc-manifest.json      SHA-256 of every stored file + root digest + provenance;
                               written last: its presence means the volume is complete
 
+``DEST`` is a local folder or an object-store URL (``s3://bucket/vol.ome.zarr``); both
+hold the same bytes under the same keys (see :func:`emqc.storage.zarr_store`).
+
 Every chunk of every level is written, even all-zero ones (``write_empty_chunks``),
 so that "every chunk file exists" is a property the manifest can check. Reads go
 through :class:`StrictStore`, which raises :class:`~emqc.errors.MissingChunkError`
@@ -26,8 +29,9 @@ import zarr
 import zarr.codecs
 from zarr.abc.store import ByteRequest
 from zarr.core.buffer import Buffer, BufferPrototype
-from zarr.storage import LocalStore, WrapperStore
+from zarr.storage import WrapperStore
 
+from . import storage
 from .errors import IncompleteVolumeError, MissingChunkError
 from .pyramid import Level, level_translation
 
@@ -99,13 +103,13 @@ def level_chunks(shape: tuple[int, ...], chunk: tuple[int, int, int]) -> tuple[i
     return tuple(min(c, n) for c, n in zip(chunk, shape, strict=True))  # type: ignore[return-value]
 
 
-def create_image(path: Path, layout: ImageLayout) -> list[zarr.Array]:
+def create_image(path: Path | str, layout: ImageLayout) -> list[zarr.Array]:
     """Create the group, every level's empty array and the NGFF metadata at ``path``.
 
     Parameters
     ----------
-    path : Path
-        Folder to create (must not exist or be empty).
+    path : Path or str
+        Folder to create (must not exist or be empty), or an object-store URL.
     layout : ImageLayout
         Levels and chunk shape.
 
@@ -114,7 +118,7 @@ def create_image(path: Path, layout: ImageLayout) -> list[zarr.Array]:
     list of zarr.Array
         One writable array per level, level 0 first.
     """
-    group = zarr.open_group(LocalStore(path), mode="w", zarr_format=3)
+    group = zarr.open_group(storage.zarr_store(path, read_only=False), mode="w", zarr_format=3)
     arrays = []
     for i, level in enumerate(layout.levels):
         arrays.append(
@@ -161,13 +165,13 @@ def create_image(path: Path, layout: ImageLayout) -> list[zarr.Array]:
     return arrays
 
 
-def open_image(path: Path, *, strict: bool = True) -> tuple[ImageLayout, list[zarr.Array]]:
+def open_image(path: Path | str, *, strict: bool = True) -> tuple[ImageLayout, list[zarr.Array]]:
     """Open an emqc image read-only.
 
     Parameters
     ----------
-    path : Path
-        The image folder.
+    path : Path or str
+        The image folder, or its object-store URL.
     strict : bool, optional
         Read through :class:`StrictStore` (missing chunks raise). Default True.
 
@@ -182,11 +186,12 @@ def open_image(path: Path, *, strict: bool = True) -> tuple[ImageLayout, list[za
     IncompleteVolumeError
         When the folder is not an OME-Zarr image written by emqc.
     """
-    store: Any = LocalStore(path, read_only=True)
+    store: Any = storage.zarr_store(path, read_only=True)
     if strict:
         store = StrictStore(store)
     try:
-        group = zarr.open_group(store, mode="r", zarr_format=3)
+        with storage.storage_errors(path, "read"):
+            group = zarr.open_group(store, mode="r", zarr_format=3)
         ms = group.attrs["ome"]["multiscales"][0]
     except (FileNotFoundError, KeyError, IndexError, TypeError, ValueError) as exc:
         raise IncompleteVolumeError(

@@ -6,6 +6,11 @@ checks that every recorded file is present with its recorded size (or, with
 ``verify="digests"``, re-hashes everything). Reads then go through
 :class:`emqc.omezarr.StrictStore`, so a chunk that disappears later raises
 :class:`~emqc.errors.MissingChunkError` instead of reading as zeros.
+
+A volume on object storage opens the same way from its URL
+(``open_volume("s3://bucket/sample01.ome.zarr")``; endpoint and credentials as in
+:mod:`emqc.storage`): the manifest and listing are read from the store, and
+chunks are fetched on demand.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import dask.array as da
 import numpy as np
 import zarr
 
+from . import storage
 from .manifest import Manifest, read_manifest, verify_volume
 from .omezarr import ImageLayout, open_image
 
@@ -30,8 +36,8 @@ class Volume:
 
     Attributes
     ----------
-    path : Path
-        The volume folder.
+    path : Path or str
+        The volume folder, or its URL on an object store.
     manifest : Manifest
         File digests, root digest and provenance.
     layout : ImageLayout
@@ -40,7 +46,7 @@ class Volume:
         One read-only array per level (strict: missing chunks raise).
     """
 
-    path: Path
+    path: Path | str
     manifest: Manifest
     layout: ImageLayout
     arrays: tuple[zarr.Array, ...]
@@ -119,7 +125,8 @@ def open_volume(
     Parameters
     ----------
     path : str or Path
-        Folder written by ``emqc ingest``.
+        Folder written by ``emqc ingest``, or its URL on an object store
+        (``s3://bucket/vol.ome.zarr``, ``gs://...``).
     verify : {"presence", "digests", "none"}
         ``presence`` (default) checks every file exists with its recorded size;
         ``digests`` re-hashes every file; ``none`` only reads the manifest.
@@ -134,10 +141,12 @@ def open_volume(
         No manifest: the ingest did not finish.
     emqc.errors.IntegrityError
         A file is missing, altered or unexpected.
+    emqc.errors.StorageError
+        The object store cannot be read (bucket missing, access denied, unreachable).
     """
     if verify not in ("presence", "digests", "none"):
         raise ValueError(f"verify must be 'presence', 'digests' or 'none', got {verify!r}")
-    path = Path(path)
+    path = storage.as_location(path)
     if verify == "none":
         manifest = read_manifest(path)
     else:

@@ -8,8 +8,13 @@ from pathlib import Path
 
 import click
 
+from ..storage import as_location
 from . import cli
 from ._options import Pair, Triple, open_custody, study_options
+
+# Volume arguments are strings turned into a Path only when local: a click.Path would
+# fold an object-store URL's "s3://" into "s3:/".
+_LOCATION = click.Path(path_type=str)
 
 
 @contextlib.contextmanager
@@ -27,7 +32,7 @@ def _scheduler(address: str | None) -> Iterator[None]:
 
 @cli.command()
 @click.argument("src")
-@click.argument("dest", type=click.Path(path_type=Path))
+@click.argument("dest", type=_LOCATION)
 @click.option(
     "--voxel-size",
     type=Triple(),
@@ -75,9 +80,13 @@ def ingest(  # type: ignore[no-untyped-def]
     """Convert SRC to a verified OME-Zarr volume at DEST.
 
     SRC: a folder or glob of TIFF/PNG slices, a multipage TIFF, an MRC file,
-    FILE.h5:/dataset, a Zarr/OME-Zarr or N5 folder, or precomputed://URL.
+    FILE.h5:/dataset, a Zarr/OME-Zarr or N5 folder, or precomputed://URL. SRC (Zarr or
+    OME-Zarr) and DEST may be object-store URLs (s3://bucket/key, gs://...; endpoint
+    and credentials from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ... or ~/.aws).
     """
     from ..ingest import ingest as run_ingest
+
+    dest = as_location(dest)
 
     custody = open_custody(study, key)
     if custody is not None and operator is None:
@@ -120,7 +129,7 @@ def ingest(  # type: ignore[no-untyped-def]
 
 
 @cli.command()
-@click.argument("dest", type=click.Path(path_type=Path))
+@click.argument("dest", type=_LOCATION)
 @click.option("--fast", is_flag=True, help="Check presence and sizes only, without re-hashing.")
 @click.option(
     "--data",
@@ -147,7 +156,8 @@ def verify(dest, fast, data, current_keys, study, key, reason):  # type: ignore[
     from ..custody._export import ENVELOPE_FILE
     from ..manifest import verify_volume
 
-    if (Path(dest) / ENVELOPE_FILE).is_file():
+    dest = as_location(dest)
+    if isinstance(dest, Path) and (dest / ENVELOPE_FILE).is_file():
         from ..custody import verify_report
 
         checked = verify_report(dest, data_root=data, current_keys=current_keys)
@@ -175,7 +185,7 @@ def verify(dest, fast, data, current_keys, study, key, reason):  # type: ignore[
 
 
 @cli.command()
-@click.argument("dest", type=click.Path(path_type=Path))
+@click.argument("dest", type=_LOCATION)
 @click.option("--n", "n", type=click.IntRange(min=1), required=True, help="Number of blocks.")
 @click.option(
     "--seed",
@@ -203,6 +213,7 @@ def sample(dest, n, seed, block_um, block_vox, allow_overlap, out, study, key, r
 
     if block_um is not None and block_vox is not None:
         raise click.UsageError("give either --block-um or --block-vox, not both")
+    dest = as_location(dest)
     custody = open_custody(study, key)
     blocks = sample_volume(
         dest, n=n, seed=seed, block_um=block_um, block_vox=block_vox, allow_overlap=allow_overlap

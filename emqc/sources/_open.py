@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from emqc.errors import SourceNotFoundError, UnsupportedSourceError
+from emqc import storage
+from emqc.errors import SourceNotFoundError, StorageError, UnsupportedSourceError
 
 from ._base import VolumeSource
 
@@ -16,8 +17,10 @@ SUPPORTED_FORMATS: dict[str, str] = {
     "tiff": "volume.tif  (multipage TIFF, ImageJ hyperstack or 3D OME-TIFF)",
     "mrc": "volume.mrc  (also .rec, .st, .map)",
     "hdf5": "volume.h5:/raw  (also .hdf5, .hdf; file, colon, dataset path)",
-    "zarr": "volume.zarr  or  container.zarr/raw  (Zarr v2 or v3 array)",
-    "ome-zarr": "image.ome.zarr  (OME-Zarr image group; full resolution is read)",
+    "zarr": "volume.zarr  or  container.zarr/raw  (Zarr v2 or v3 array; also on object "
+    "storage: s3://bucket/volume.zarr, gs://…)",
+    "ome-zarr": "image.ome.zarr  (OME-Zarr image group; full resolution is read; also "
+    "s3://bucket/image.ome.zarr)",
     "n5": "container.n5/raw  (N5 dataset)",
     "precomputed": "precomputed://file:///data/em  (also precomputed://gs://…, s3://…)",
 }
@@ -38,6 +41,9 @@ def open_source(spec: str | os.PathLike[str]) -> VolumeSource:
 
         - ``precomputed://<url>``: a Neuroglancer precomputed layer
           (``file://``, ``gs://``, ``s3://``, ``https://``).
+        - ``s3://``, ``gs://``, ``gcs://`` or another fsspec URL: a Zarr array or
+          OME-Zarr image on object storage (endpoint and credentials as in
+          :mod:`emqc.storage`).
         - ``file.h5:/dataset`` (also ``.hdf5``, ``.hdf``): a 3D HDF5 dataset.
         - a glob pattern (holds ``*``, ``?`` or ``[``): TIFF or PNG slices.
         - a folder with ``zarr.json``, ``.zarray`` or ``.zgroup``: Zarr array or
@@ -56,6 +62,8 @@ def open_source(spec: str | os.PathLike[str]) -> VolumeSource:
         Nothing exists at ``spec`` (or a glob or folder holds no slice).
     emqc.errors.UnsupportedSourceError
         ``spec`` is not one of the forms above (the message lists them).
+    emqc.errors.StorageError
+        An object store cannot be read (bucket missing, access denied, unreachable).
     emqc.errors.CorruptSourceError, ShapeMismatchError, UnsupportedDtypeError
         The source exists but its headers are truncated or corrupt, its slices
         disagree, or its voxels are not single-channel greyscale.
@@ -74,6 +82,8 @@ def open_source(spec: str | os.PathLike[str]) -> VolumeSource:
         from ._precomputed import PrecomputedSource
 
         return PrecomputedSource(spec)
+    if storage.is_remote(spec):
+        return _open_remote(spec)
     if "://" in spec:
         raise UnsupportedSourceError(
             f"{spec!r} is a URL; emqc reads remote volumes only as Neuroglancer precomputed "
@@ -119,6 +129,29 @@ def open_source(spec: str | os.PathLike[str]) -> VolumeSource:
     raise UnsupportedSourceError(
         f"{path.absolute()} is not in a format emqc reads (suffix {suffix or '(none)'!r}). "
         + _forms()
+    )
+
+
+def _open_remote(url: str) -> VolumeSource:
+    """A Zarr or OME-Zarr source on object storage; anything else there is refused."""
+    from ._zarr import ZarrSource, is_zarr
+
+    try:
+        storage.filesystem_for(url)
+    except StorageError as exc:  # no fsspec driver for the protocol is installed
+        raise UnsupportedSourceError(
+            f"{exc.message} A Neuroglancer precomputed layer there is read as "
+            f"'precomputed://{url}' instead."
+        ) from exc
+    storage.probe(url, "read")
+    if is_zarr(url):
+        return ZarrSource(url)
+    if not storage.exists(url):
+        raise SourceNotFoundError(f"nothing is stored at {url}. Check the URL and rerun.")
+    raise UnsupportedSourceError(
+        f"{url} holds no Zarr metadata (zarr.json, .zarray or .zgroup). On object storage emqc "
+        f"reads Zarr and OME-Zarr volumes, and Neuroglancer layers written 'precomputed://{url}'; "
+        "copy a file of another format to local disk first. " + _forms()
     )
 
 

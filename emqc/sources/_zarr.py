@@ -1,4 +1,9 @@
-"""Zarr v2/v3 arrays and OME-Zarr images (zarr-python 3 reads both formats)."""
+"""Zarr v2/v3 arrays and OME-Zarr images (zarr-python 3 reads both formats).
+
+Local folders and object-store URLs (``s3://bucket/vol.zarr``, ``gs://...``; see
+:mod:`emqc.storage`) are read alike; a URL is kept as a string, so the source stays
+small and picklable and every read opens the store anew.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any
 import numpy as np
 import zarr
 
+from emqc import storage
 from emqc.errors import (
     CorruptSourceError,
     EmqcError,
@@ -24,9 +30,16 @@ ZARR_MARKERS = ("zarr.json", ".zarray", ".zgroup")
 _ZARR_ERRORS = (OSError, ValueError, KeyError, IndexError, TypeError, json.JSONDecodeError)
 
 
-def is_zarr(path: Path) -> bool:
-    """True when ``path`` is a folder holding Zarr v2 or v3 metadata."""
+def is_zarr(path: Path | str) -> bool:
+    """True when ``path`` (folder or URL) holds Zarr v2 or v3 metadata."""
+    if storage.is_remote(path):
+        return any(storage.exists(storage.join(path, m)) for m in ZARR_MARKERS)
+    path = Path(path)
     return path.is_dir() and any((path / m).is_file() for m in ZARR_MARKERS)
+
+
+def _open(location: Path | str) -> Any:
+    return storage.zarr_store(location, read_only=True)
 
 
 class ZarrSource(VolumeSource):
@@ -51,17 +64,20 @@ class ZarrSource(VolumeSource):
 
     def __init__(self, spec: str) -> None:
         self.spec = spec
-        root = Path(spec).expanduser().resolve()
+        root: Path | str = (
+            spec.rstrip("/") if storage.is_remote(spec) else Path(spec).expanduser().resolve()
+        )
         self._root = str(root)
         try:
-            node = zarr.open(store=str(root), mode="r")
-            if isinstance(node, zarr.Group):
-                array_dir, ome = _ome_image(node, root)
-                self.format = "ome-zarr"
-            else:
-                array_dir, ome = root, _ome_level(root)
-                self.format = "ome-zarr" if ome else "zarr"
-            arr = zarr.open_array(store=str(array_dir), mode="r")
+            with storage.storage_errors(root, "read"):
+                node = zarr.open(store=_open(root), mode="r")
+                if isinstance(node, zarr.Group):
+                    array_dir, ome = _ome_image(node, root)
+                    self.format = "ome-zarr"
+                else:
+                    array_dir, ome = root, _ome_level(root)
+                    self.format = "ome-zarr" if ome else "zarr"
+                arr = zarr.open_array(store=_open(array_dir), mode="r")
         except EmqcError:
             raise
         except _ZARR_ERRORS as exc:
@@ -75,7 +91,8 @@ class ZarrSource(VolumeSource):
             if len(axes) != arr.ndim:
                 raise CorruptSourceError(
                     f"{root}: the OME-Zarr metadata lists {len(axes)} axes but the array "
-                    f"{array_dir.name} has {arr.ndim} dimensions. Fix or re-export the metadata."
+                    f"{storage.basename(array_dir)} has {arr.ndim} dimensions. Fix or re-export "
+                    "the metadata."
                 )
             spatial = [i for i, a in enumerate(axes) if _is_space(a)]
         else:
@@ -109,8 +126,11 @@ class ZarrSource(VolumeSource):
         for i, s in zip(self._spatial, (z, y, x), strict=True):
             index[i] = s
         try:
-            arr = zarr.open_array(store=self._array_dir, mode="r")
-            out = np.asarray(arr[tuple(index)])
+            with storage.storage_errors(self._array_dir, "read"):
+                arr = zarr.open_array(store=_open(self._array_dir), mode="r")
+                out = np.asarray(arr[tuple(index)])
+        except EmqcError:
+            raise
         except _ZARR_ERRORS + (RuntimeError,) as exc:
             raise CorruptSourceError(
                 f"{self._array_dir} could not be read (zarr: {exc}); a chunk is truncated or "
@@ -119,7 +139,12 @@ class ZarrSource(VolumeSource):
         return out
 
     def files(self) -> list[Path]:
-        """The array's files, plus the group metadata files of an OME-Zarr image."""
+        """The array's files, plus the group metadata files of an OME-Zarr image.
+
+        Empty on an object store, whose objects are not fetched twice for provenance.
+        """
+        if storage.is_remote(self._root):
+            return []
         root, array_dir = Path(self._root), Path(self._array_dir)
         meta = [root / m for m in (*ZARR_MARKERS, ".zattrs")] if root != array_dir else []
         return [p for p in meta if p.is_file()] + files_under(array_dir)
@@ -156,7 +181,7 @@ def _axes_and_scale(ms: dict[str, Any], dataset: dict[str, Any]) -> tuple[list, 
     return axes, scale
 
 
-def _ome_image(group: zarr.Group, root: Path) -> tuple[Path, tuple[list, list | None]]:
+def _ome_image(group: zarr.Group, root: Path | str) -> tuple[Path | str, tuple[list, list | None]]:
     """Full-resolution array folder and (axes, scale) of an OME-Zarr image group."""
     mss = _multiscales(dict(group.attrs))
     if mss is None:
@@ -170,20 +195,20 @@ def _ome_image(group: zarr.Group, root: Path) -> tuple[Path, tuple[list, list | 
             f"{short_list(arrays)}. Give one as '{root}/<name>'."
         )
     dataset = mss[0]["datasets"][0]
-    return root / dataset["path"], _axes_and_scale(mss[0], dataset)
+    return storage.join(root, dataset["path"]), _axes_and_scale(mss[0], dataset)
 
 
-def _ome_level(array_dir: Path) -> tuple[list, list | None] | None:
+def _ome_level(array_dir: Path | str) -> tuple[list, list | None] | None:
     """(axes, scale) when ``array_dir`` is a level listed by an OME-Zarr image in its parent."""
-    parent = array_dir.parent
+    parent = storage.parent(array_dir)
     if not is_zarr(parent):
         return None
     try:
-        mss = _multiscales(dict(zarr.open_group(store=str(parent), mode="r").attrs))
+        mss = _multiscales(dict(zarr.open_group(store=_open(parent), mode="r").attrs))
     except _ZARR_ERRORS:
         return None
     for ms in mss or []:
         for dataset in ms.get("datasets", []):
-            if dataset.get("path") == array_dir.name:
+            if dataset.get("path") == storage.basename(array_dir):
                 return _axes_and_scale(ms, dataset)
     return None
