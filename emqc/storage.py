@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import os
 import posixpath
 import re
@@ -72,6 +73,7 @@ _LOCAL_PROTOCOLS = ("file", "local")
 _DRIVERS = {"s3": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs"}
 _ASYNC_FS: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}
 _ASYNC_LOCK = threading.Lock()
+_SYNC_FS: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}
 #: Objects fetched per batch when hashing (each a chunk of at most a few MiB).
 _CAT_BATCH = 64
 
@@ -182,7 +184,16 @@ def filesystem_for(url: str, *, asynchronous: bool = False, **kwargs: Any) -> tu
     if asynchronous:
         opts["asynchronous"] = True
     try:
-        return fsspec.url_to_fs(url, **opts)
+        if asynchronous or kwargs or not is_remote(url):
+            return fsspec.url_to_fs(url, **opts)
+        # One synchronous instance per protocol and endpoint for every thread (fsspec's own
+        # cache makes one per thread, each with a connection pool that nobody closes).
+        key = (_protocol(url), tuple(sorted(opts.items())))
+        with _ASYNC_LOCK:
+            fs = _SYNC_FS.get(key)
+            if fs is None:
+                fs = _SYNC_FS[key] = fsspec.url_to_fs(url, skip_instance_cache=True, **opts)[0]
+        return fs, fs._strip_protocol(url)
     except (ImportError, ValueError) as exc:
         proto = _protocol(url)
         package = _DRIVERS.get(proto, f"the fsspec driver for {proto}://")
@@ -213,11 +224,29 @@ def zarr_store(location: Location, *, read_only: bool) -> Any:
                 from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
 
                 fs = AsyncFileSystemWrapper(fs, asynchronous=True)
-            if not _ASYNC_FS:
-                atexit.register(close_filesystems)
             _ASYNC_FS[key] = fs
     path = filesystem_for(url)[1]
-    return FsspecStore(fs, path=path.rstrip("/"), read_only=read_only)
+    return _shared_store_class(FsspecStore)(fs, path=path.rstrip("/"), read_only=read_only, url=url)
+
+
+@functools.cache
+def _shared_store_class(base: type) -> type:
+    """``FsspecStore`` that pickles as its URL: unpickled (on a Dask worker) it shares that
+    process's filesystem from :func:`zarr_store` instead of making a client of its own, whose
+    connection pool nobody would close."""
+
+    class SharedFsspecStore(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, url: str, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._emqc_url = url
+
+        def __reduce__(self) -> tuple:
+            return (functools.partial(zarr_store, read_only=self.read_only), (self._emqc_url,))
+
+        def with_read_only(self, read_only: bool = False) -> Any:
+            return zarr_store(self._emqc_url, read_only=read_only)
+
+    return SharedFsspecStore
 
 
 def close_filesystems() -> None:
@@ -229,6 +258,12 @@ def close_filesystems() -> None:
     with _ASYNC_LOCK:
         opened = list(_ASYNC_FS.values())
         _ASYNC_FS.clear()
+        synchronous = list(_SYNC_FS.values())
+        _SYNC_FS.clear()
+    for fs in synchronous:
+        creator = getattr(fs, "_s3creator", None)
+        if creator is not None:
+            type(fs).close_session(fs.loop, creator)
     for fs in opened:
         creator = getattr(fs, "_s3creator", None)
         if creator is None:
@@ -240,6 +275,9 @@ def close_filesystems() -> None:
         except Exception:  # zarr's loop already stopped (at exit): close the sockets
             with contextlib.suppress(AttributeError):
                 fs._s3._endpoint.http_session._connector._close()
+
+
+atexit.register(close_filesystems)
 
 
 def _endpoint(url: str) -> str:

@@ -331,3 +331,52 @@ def test_local_errors_pass_through_and_missing_driver() -> None:
             raise PermissionError("Access Denied")
     with pytest.raises(StorageError, match=r"no filesystem for nosuch://"):
         storage.filesystem_for("nosuch://bucket/x")
+
+
+@pytest.mark.filterwarnings("ignore:window_nm")
+def test_a_batch_study_on_s3_writes_what_it_writes_locally(s3, tmp_path):  # type: ignore[no-untyped-def]
+    from distributed import Client, LocalCluster
+
+    from emqc.batch import output_digests, read_study_manifest, run_batch
+    from emqc.testing import intensity_maps, synthetic_h5
+
+    synthetic_h5(tmp_path / "a.h5", 0, shape=(40, 96, 96))
+    source = f"{s3}/batch-src/b.ome.zarr"
+    ingest(open_source(f"{tmp_path / 'a.h5'}:/raw"), source, voxel_size_nm=(10, 10, 10),
+           progress=False)  # fmt: skip
+    samples = (
+        "  - {id: a, source: a.h5:/raw, voxel_size_nm: [10, 10, 10]}\n"
+        f"  - {{id: b, source: '{source}', voxel_size_nm: [10, 10, 10]}}\n"
+    )
+    for name, output in (("local", "local-out"), ("s3", f"{s3}/batch-out")):
+        (tmp_path / f"{name}.yaml").write_text(
+            f"study: t\noutput: {output}\nseed: 4\nblock_vox: [32, 32, 32]\nblocks: 2\nsamples:\n{samples}"
+        )
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+        ) as c,
+        Client(c) as client,
+    ):
+        results = {
+            name: run_batch(
+                read_study_manifest(tmp_path / f"{name}.yaml"),
+                client=client,
+                predict=intensity_maps,
+            )  # fmt: skip
+            for name in ("local", "s3")
+        }
+        again = run_batch(read_study_manifest(tmp_path / "s3.yaml"), client=client,
+                          predict=intensity_maps)  # fmt: skip
+    assert all(s.status == "done" for r in results.values() for s in r.samples)
+    assert all(s.ran == {} for s in again.samples)  # resumes on S3 from verified units
+
+    local = output_digests(tmp_path / "local-out")
+    on_s3 = storage.list_files(f"{s3}/batch-out")
+    for rel, digest in local.items():
+        if rel.endswith("volume.ome.zarr"):
+            assert open_volume(f"{s3}/batch-out/{rel}", verify="digests").root_digest == digest
+        else:
+            data = storage.read_bytes(f"{s3}/batch-out/{rel}")
+            assert data == (tmp_path / "local-out" / rel).read_bytes(), rel
+    assert sum(1 for rel in on_s3 if rel.startswith("runs/")) == 2

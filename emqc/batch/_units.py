@@ -67,7 +67,7 @@ def score_rel(sample_id: str, block_id: str) -> str:
 
 
 def volume_is_done(
-    location: Path, *, source: str, voxel_size_nm: tuple[float, float, float]
+    location: str | Path, *, source: str, voxel_size_nm: tuple[float, float, float]
 ) -> tuple[bool, str]:
     """Whether an ingested volume is complete, intact and of this source; and why not.
 
