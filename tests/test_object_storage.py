@@ -380,3 +380,18 @@ def test_a_batch_study_on_s3_writes_what_it_writes_locally(s3, tmp_path):  # typ
             data = storage.read_bytes(f"{s3}/batch-out/{rel}")
             assert data == (tmp_path / "local-out" / rel).read_bytes(), rel
     assert sum(1 for rel in on_s3 if rel.startswith("runs/")) == 2
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["score", "s3://b/v.ome.zarr", "--blocks", "2", "--out", "o"],
+        ["sample", "s3://b/v.ome.zarr", "--n", "2", "--out", "o.json"],
+        ["verify", "s3://b/v.ome.zarr"],
+    ],
+)
+def test_custody_for_a_volume_on_object_storage_is_refused_before_any_work(args, tmp_path):  # type: ignore[no-untyped-def]
+    result = CliRunner().invoke(cli, [*args, "--study", str(tmp_path / "study")])
+    assert result.exit_code == 2, result.output
+    assert "custody events for local volumes only" in result.output
+    assert not (tmp_path / "study").exists()

@@ -88,7 +88,7 @@ def ingest(  # type: ignore[no-untyped-def]
 
     dest = as_location(dest)
 
-    custody = open_custody(study, key)
+    custody = open_custody(study, key, dest)
     if custody is not None and operator is None:
         operator = custody[1].name
     with _scheduler(scheduler):
@@ -164,7 +164,7 @@ def verify(dest, fast, data, current_keys, study, key, reason):  # type: ignore[
         checked.raise_for_problems()
         click.echo(checked.summary())
         return
-    custody = open_custody(study, key)
+    custody = open_custody(study, key, dest)
     report = verify_volume(dest, mode="presence" if fast else "digests")
     if custody is not None:
         s, signer = custody
@@ -214,7 +214,7 @@ def sample(dest, n, seed, block_um, block_vox, allow_overlap, out, study, key, r
     if block_um is not None and block_vox is not None:
         raise click.UsageError("give either --block-um or --block-vox, not both")
     dest = as_location(dest)
-    custody = open_custody(study, key)
+    custody = open_custody(study, key, dest)
     blocks = sample_volume(
         dest, n=n, seed=seed, block_um=block_um, block_vox=block_vox, allow_overlap=allow_overlap
     )

@@ -76,13 +76,22 @@ def study_options(command):  # type: ignore[no-untyped-def]
     )(command)
 
 
-def open_custody(study, key):  # type: ignore[no-untyped-def]
+def open_custody(study, key, volume=None):  # type: ignore[no-untyped-def]
     """``(Study, Signer)`` for a command run with ``--study``; None without one.
 
     Loads the key before the work starts, so a missing or wrong key fails at once.
+    Custody events are recorded for local volumes only: ``volume`` on object storage
+    with ``--study`` is refused before any work.
     """
     if study is None:
         return None
+    from .. import storage
+
+    if volume is not None and storage.is_remote(volume):
+        raise click.UsageError(
+            f"--study records custody events for local volumes only; {volume} is on object "
+            "storage. Ingest it to local disk (emqc ingest URL DEST) and use that copy."
+        )
     from ..custody import Study
     from ..custody._study import signer_from
 

@@ -11,7 +11,7 @@ from ._options import Triple, open_custody, study_options
 
 
 @cli.command()
-@click.argument("volume", type=click.Path(path_type=Path))
+@click.argument("volume", type=click.Path(path_type=str))  # a local path or an s3:// URL
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Output folder.")
 @click.option(
     "--blocks", "n", type=click.IntRange(min=1), help="Number of blocks to sample and score."
@@ -92,7 +92,7 @@ def score(  # type: ignore[no-untyped-def]
     if block_um and block_vox:
         raise click.UsageError("give --block-um or --block-vox, not both")
     blocks = read_block_list(block_list) if block_list is not None else None
-    custody = open_custody(study, key)
+    custody = open_custody(study, key, volume)
     run = score_volume(
         volume, out=out, blocks=blocks, n=n, seed=seed, block_um=block_um, block_vox=block_vox,
         all_blocks=all_blocks, overwrite=overwrite, progress=not no_progress,
