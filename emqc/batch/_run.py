@@ -201,9 +201,11 @@ class _Context:
             check_voxel_size(entry.voxel_size_nm, where=f"sample {entry.id}")
         self._remove_leftovers(entry.id)
         location = self._volume_location(entry)
-        done, _why = volume_is_done(
-            location, source=entry.source, voxel_size_nm=entry.voxel_size_nm
-        )
+        # re-hashing a stored volume reads all of it: a task on the cluster, not the driver
+        done, _why = self.client.submit(
+            volume_is_done, location, source=entry.source, voxel_size_nm=entry.voxel_size_nm,
+            pure=False,
+        ).result()  # fmt: skip
         if done:
             out.reused["ingest"] = 1
         else:
