@@ -1,9 +1,10 @@
 """Batch scaling: ``emqc batch`` scoring the same study with 1 and with 2 local Dask workers.
 
-    ./run.sh bench batch_scaling [--samples 2] [--blocks 4] [--block-um 1.28] [--workdir DIR] [--keep]
+    ./run.sh bench batch_scaling [--samples 3] [--blocks 6] [--block-um 1.28] [--workdir DIR] [--keep]
 
 1. A study manifest of ``--samples`` samples, each the **real** FIB-SEM cube
-   (``$EMQC_DATA/medulla-fib-10nm``, 10 nm) under its own id, so each draws its own
+   (``$EMQC_DATA/medulla-fib-10nm``, 10 nm, 250^3 voxels) mirrored to 500^3 voxels
+   (an HDF5 file in the work folder) under its own id, so each draws its own
    ``--blocks`` blocks (seeds derived from study seed 7).
 2. One run of ``emqc batch`` ingests, verifies and samples every sample and scores it
    (a warm-up; not timed).
@@ -40,8 +41,21 @@ from emqc.batch import output_digests
 VENV_BIN = Path(sys.executable).parent
 
 
+def write_source(work: Path) -> Path:
+    """The real cube mirrored to 500^3 voxels (so that larger blocks fit without overlap)."""
+    import h5py
+    import numpy as np
+
+    raw = datasets.load("medulla", labels=False).raw
+    big = np.pad(raw, [(0, 500 - n) for n in raw.shape], mode="symmetric")
+    path = work / "medulla_mirrored_500.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("raw", data=big, chunks=(125, 125, 125))
+    return path
+
+
 def write_manifest(work: Path, samples: int, blocks: int, block_um: float) -> Path:
-    source = datasets.data_root() / datasets.DATASETS["medulla"]
+    source = write_source(work)
     lines = [f"study: scaling\noutput: {work / 'out'}\nseed: 7\nblock_um: {block_um}\n"
              f"blocks: {blocks}\nsamples:"]  # fmt: skip
     for i in range(samples):
@@ -69,8 +83,8 @@ def scoring_span(out: Path) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--samples", type=int, default=2)
-    ap.add_argument("--blocks", type=int, default=4)
+    ap.add_argument("--samples", type=int, default=3)
+    ap.add_argument("--blocks", type=int, default=6)
     ap.add_argument("--block-um", type=float, default=1.28)
     ap.add_argument("--workdir", type=Path, default=Path("benchmarks/results/batch_scaling"))
     ap.add_argument("--keep", action="store_true", help="keep the study outputs")
@@ -99,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     speedup = rows[0]["scoring_seconds"] / rows[1]["scoring_seconds"]
     total_speedup = rows[0]["command_seconds"] / rows[1]["command_seconds"]
     print(f"\n{args.samples} samples x {args.blocks} blocks of {args.block_um} um "
-          f"(real medulla cube, 10 nm), {os.cpu_count()} cores\n")  # fmt: skip
+          f"(real medulla cube mirrored to 500^3, 10 nm), {os.cpu_count()} cores\n")  # fmt: skip
     print("| workers | scoring (s) | s per block | whole command (s) | peak RSS (GB) |")
     print("|---|---|---|---|---|")
     for r in rows:

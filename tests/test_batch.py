@@ -192,3 +192,14 @@ def test_changing_a_samples_block_count_resamples_only_that_sample(good_study, c
     a, b = again.samples
     assert a.ran == {} and b.ran == {"sample": 1, "score": 4} and b.n_blocks == 4
     assert np.isfinite(b.summary["scores"]["edema"]["mean"])
+
+
+def test_the_run_log_says_what_was_done_and_how_long_each_stage_took(good_study, client):
+    run(good_study, client)
+    (log_file,) = (good_study.parent / "out/runs").glob("*.json")
+    log = json.loads(log_file.read_text())
+    a = log["samples"]["a"]
+    assert a["status"] == "done" and a["ran"] == {"ingest": 1, "sample": 1, "score": 3}
+    assert set(a["seconds"]) == {"ingest", "sample", "score", "summarize"}
+    assert all(0 <= start <= end for start, end in a["seconds"].values())
+    assert log["workers"] == [2] and log["started_utc"] < log["finished_utc"]

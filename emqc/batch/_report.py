@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..custody._canonical import canonical_bytes, sha256_hex
 from ..sampling import BlockList
 from ..scoring import SCORES, BlockScores, Thresholds, summarize_blocks
-from ..scoring._run import _nan_to_none
+from ..scoring._run import _nan_to_none, block_rows
 from ._files import OutputFolder
 
 if TYPE_CHECKING:
@@ -41,13 +41,7 @@ def write_sample_tables(
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    rows = []
-    for b, s in zip(blocks.blocks, scores, strict=True):
-        z, y, x = b.origin_vox
-        zu, yu, xu = b.origin_um
-        rows.append({"block_id": b.id, "z_vox": z, "y_vox": y, "x_vox": x,
-                     "z_um": zu, "y_um": yu, "x_um": xu, **s.row()})  # fmt: skip
-    table = pa.Table.from_pylist(rows)
+    table = pa.Table.from_pylist(block_rows(blocks, scores))
     base = f"samples/{sample_id}"
     parquet, csv = io.BytesIO(), io.BytesIO()
     pq.write_table(table, parquet)

@@ -378,6 +378,7 @@ def _log_run(folder: OutputFolder, result: BatchResult, started: str, client: An
                 "reason": s.reason,
                 "reused": s.reused,
                 "ran": s.ran,
+                "seconds": {stage: list(span) for stage, span in s.timings.items()},
             }  # fmt: skip
             for s in result.samples
         },

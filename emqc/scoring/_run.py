@@ -193,18 +193,25 @@ def _torch_threads(n_blocks: int) -> int:
     return max(1, cores // max(1, min(n_blocks, cores)))
 
 
-def _write(out, vol, blocks, scores, summary, thresholds, selection) -> None:  # type: ignore[no-untyped-def]
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
+def block_rows(
+    blocks: BlockList, scores: tuple[BlockScores, ...] | list[BlockScores]
+) -> list[dict]:
+    """The per-block table's rows: block id, origin in voxels and µm, every score and flag."""
     rows = []
     for b, s in zip(blocks.blocks, scores, strict=True):
         z, y, x = b.origin_vox
         zu, yu, xu = b.origin_um
         rows.append({"block_id": b.id, "z_vox": z, "y_vox": y, "x_vox": x,
                      "z_um": zu, "y_um": yu, "x_um": xu, **s.row()})  # fmt: skip
-    table = pa.Table.from_pylist(rows)
+    return rows
+
+
+def _write(out, vol, blocks, scores, summary, thresholds, selection) -> None:  # type: ignore[no-untyped-def]
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(block_rows(blocks, scores))
     staging = out.with_name(f".{out.name}.emqc-partial-{uuid.uuid4().hex[:8]}")
     staging.mkdir(parents=True)
     try:
