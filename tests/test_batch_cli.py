@@ -35,7 +35,7 @@ def test_bad_entries_are_listed_the_good_samples_finish_and_a_rerun_redoes_nothi
         "  - {id: corrupt, source: broken.h5:/raw, voxel_size_nm: [10, 10, 10]}\n"
         "  - {id: s1, source: s1.h5:/raw, voxel_size_nm: [10, 10, 10]}\n"
     )
-    first = emqc_batch(manifest, "--workers", "2")
+    first = emqc_batch(manifest, "--workers", "2", "--concurrent-samples", "2")
     assert first.returncode == 1, first.stderr
     assert "Traceback" not in first.stderr
     assert "dashboard" in first.stderr.lower()

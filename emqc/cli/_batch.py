@@ -42,8 +42,16 @@ Example manifest (study.yaml):
 @click.option(
     "--threads-per-worker", type=click.IntRange(min=1), help="Threads per local worker (default 1)."
 )
+@click.option(
+    "--concurrent-samples",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Samples whose pipelines run at once (raise it on a large cluster: cores / blocks).",
+)
 @click.option("--no-progress", is_flag=True, help="Do not show progress bars.")
-def batch(manifest, scheduler, cluster, cluster_config, workers, threads_per_worker, no_progress):  # type: ignore[no-untyped-def]
+def batch(manifest, scheduler, cluster, cluster_config, workers, threads_per_worker,  # type: ignore[no-untyped-def]
+          concurrent_samples, no_progress):  # fmt: skip
     """Ingest, verify, sample and score every sample of MANIFEST, resumably.
 
     Every unit of work (a sample's volume, its block list, each block's score) is
@@ -69,7 +77,9 @@ def batch(manifest, scheduler, cluster, cluster_config, workers, threads_per_wor
         console.print(f"{study.name}: {len(study.samples)} samples -> {study.output}")
         console.print(describe(client))
         with BatchProgress(console, [s.id for s in study.samples], enabled=not no_progress) as bar:
-            result = run_batch(study, client=client, progress=bar.update)
+            result = run_batch(
+                study, client=client, progress=bar.update, concurrent_samples=concurrent_samples
+            )
     out = Console(width=None if Console().is_terminal else 160)
     out.print(result_table(result))
     click.echo(f"wrote {result.output}/summary.csv and summary.json")
