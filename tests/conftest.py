@@ -256,21 +256,3 @@ def export_volume():
 def exported(request, medulla, tmp_path_factory) -> tuple[Export, np.ndarray]:
     root = tmp_path_factory.mktemp(request.param)
     return _export(request.param, medulla.raw, root), medulla.raw
-
-
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Release the OpenGL context napari's canvases leave current on the main thread.
-
-    Otherwise Qt, destroying the QApplication at interpreter exit, may call
-    ``doneCurrent()`` on that context after it was deleted and crash the process
-    (SIGSEGV in ``QOpenGLContext::isValid``) after every test passed.
-    """
-    import sys
-
-    if "PySide6.QtGui" not in sys.modules:
-        return
-    from PySide6.QtGui import QOpenGLContext
-
-    context = QOpenGLContext.currentContext()
-    if context is not None:
-        context.doneCurrent()

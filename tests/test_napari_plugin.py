@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 import sys
@@ -21,6 +22,20 @@ from emqc.synth import synthetic_neuropil
 
 pytestmark = pytest.mark.filterwarnings("ignore:window_nm")
 SAMPLES = ("S01_perfused", "S02_delayed")
+
+
+@pytest.fixture(autouse=True)
+def _free_qt_objects_on_the_main_thread():
+    """Collect each test's closed viewers here, on the GUI thread, before other tests run.
+
+    Left to the cyclic garbage collector, a closed viewer's vispy canvas can be freed from
+    whichever thread next triggers a collection (a Dask worker, say); its OpenGL context
+    is then destroyed off the GUI thread and stays "current" on it as a dangling pointer,
+    and Qt crashes on it when the QApplication is torn down at exit (napari/napari#1029).
+    Teardown runs after ``make_napari_viewer`` has closed the test's viewers.
+    """
+    yield
+    gc.collect()
 
 
 @pytest.fixture(scope="module")
