@@ -80,7 +80,9 @@ def staging_location(dest: str | Path) -> str | Path:
     return storage.join(storage.parent(dest), f".{storage.basename(dest)}.emqc-partial")
 
 
-def prepare_output(dest: str | Path, *, overwrite: bool, marker: str) -> str | Path:
+def prepare_output(
+    dest: str | Path, *, overwrite: bool, marker: str, resume: bool = False
+) -> str | Path:
     """Check ``dest`` and return where the output is to be written (steps 1 of the module doc).
 
     Parameters
@@ -91,6 +93,11 @@ def prepare_output(dest: str | Path, *, overwrite: bool, marker: str) -> str | P
         Whether an existing complete output (one with a ``marker`` file) may be replaced.
     marker : str
         File whose presence marks a complete output (the manifest).
+    resume : bool, optional
+        Keep what an earlier, unfinished run into ``dest`` left (its staging folder,
+        or its objects written in place) and return where it is, so that the caller
+        can reuse what it verifies there (see :mod:`emqc._chunk_journal`). By
+        default such leftovers are removed.
 
     Returns
     -------
@@ -108,7 +115,8 @@ def prepare_output(dest: str | Path, *, overwrite: bool, marker: str) -> str | P
     remote = storage.is_remote(dest)
     storage.probe(dest, "write")
     staging = staging_location(dest)
-    if storage.exists(staging):
+    kept_staging = resume and storage.exists(staging)
+    if storage.exists(staging) and not kept_staging:
         log.warning(
             "found %s from an earlier ingest that did not finish (killed or failed); removing it "
             "and starting over",
@@ -117,6 +125,11 @@ def prepare_output(dest: str | Path, *, overwrite: bool, marker: str) -> str | P
         storage.remove_tree(staging)
     present = storage.list_files(dest) if remote else {}
     if remote and PARTIAL_MARKER in present and marker not in present:
+        if resume:  # nothing complete is there, so nothing is replaced
+            log.warning("resuming the unfinished ingest written in place into %s", dest)
+            if kept_staging:  # a copy from staging was under way: resume at DEST instead
+                storage.remove_tree(staging)
+            return dest
         log.warning(
             "found the objects of an earlier ingest into %s that did not finish; removing them "
             "and starting over",
@@ -137,6 +150,9 @@ def prepare_output(dest: str | Path, *, overwrite: bool, marker: str) -> str | P
             f"{dest} {what} is not an emqc volume, so emqc will not replace it even with "
             "--overwrite. Choose another destination or remove it yourself."
         )
+    if kept_staging:
+        log.warning("resuming the unfinished ingest into %s kept in %s", dest, staging)
+        return staging
     if not remote:
         Path(dest).parent.mkdir(parents=True, exist_ok=True)
         return staging

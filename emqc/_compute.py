@@ -58,7 +58,9 @@ def compute(collections: Sequence[Any], *, label: str, progress: bool = True) ->
     # A pool of our own, shut down (waiting) before returning or raising: when one task
     # fails, dask raises at once while others may still be running, and a caller that
     # then removes a partial output must not have it written to again behind its back.
-    pool = ThreadPoolExecutor(max_workers=max(1, os.cpu_count() or 1))
+    # Its size: Dask's own ``num_workers`` setting (e.g. DASK_NUM_WORKERS=2), else every core.
+    workers = dask.config.get("num_workers", None) or os.cpu_count() or 1
+    pool = ThreadPoolExecutor(max_workers=max(1, int(workers)))
     try:
         with ProgressBar(out=sys.stderr, width=30, minimum=1.0) if progress else nullcontext():
             return list(dask.compute(*collections, scheduler="threads", pool=pool))

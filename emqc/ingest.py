@@ -20,6 +20,13 @@ renamed to ``DEST`` only once the manifest is in place. An interrupted ingest
 next run finds the staging folder, says so, removes it and starts over. Ingest is
 deterministic: the same source and parameters give the same root digest.
 
+With ``resume=True`` (what ``emqc batch`` and ``emqc ingest --resume`` use) every
+stored chunk is a unit of work recorded in a journal beside ``DEST``
+(:mod:`emqc._chunk_journal`): a run killed part-way is resumed by the next, which
+keeps the chunks whose stored voxels still match their records (when the source
+files and parameters are unchanged) and writes only the rest. The result is
+byte-identical to an uninterrupted ingest.
+
 ``DEST`` (and a Zarr/OME-Zarr source) may also be an object-store URL
 (``s3://bucket/sample01.ome.zarr``, ``gs://...``; endpoint and credentials as in
 :mod:`emqc.storage`). A store has no rename, so there the manifest alone marks
@@ -39,7 +46,6 @@ import math
 import os
 import shutil
 import time
-import uuid
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,22 +53,20 @@ from pathlib import Path
 from typing import Any
 
 import dask
-import dask.array as da
 import numpy as np
 
 from . import __version__, storage
 from ._atomic import discard_output, prepare_output, publish_output
-from ._compute import compute
+from ._chunk_journal import (
+    ChunkJournal,
+    journal_location,
+    source_fingerprint,
+)
+from ._ingest_levels import write_levels
 from .errors import IntegrityError, MissingVoxelSizeError, OutOfSpaceError
 from .intensity import (
     IntensityRule,
-    apply_rule,
-    block_stats,
     check_dtype,
-    explicit_rule,
-    merge_stats,
-    needs_stats,
-    rule_from_stats,
 )
 from .manifest import (
     MANIFEST_NAME,
@@ -70,11 +74,15 @@ from .manifest import (
     Manifest,
     digest_tree,
     implied_chunk_files,
-    sha256_file,
     write_manifest,
 )
-from .omezarr import DEFAULT_CHUNK, ImageLayout, create_image, level_chunks
-from .pyramid import downsample_mean, plan_levels
+from .omezarr import (
+    DEFAULT_CHUNK,
+    ImageLayout,
+    create_image,
+    reopen_image,
+)
+from .pyramid import plan_levels
 from .sources import VolumeSource, open_source
 
 __all__ = ["ingest", "IngestResult", "EmqcWarning", "staging_path"]
@@ -100,6 +108,8 @@ class IngestResult:
     intensity_rule: IntensityRule
     source_format: str
     seconds: float
+    chunks_written: int = 0
+    chunks_reused: int = 0
 
     @property
     def megavoxels_per_second(self) -> float:
@@ -121,6 +131,7 @@ def ingest(
     operator: str | None = None,
     intensity_range: tuple[float, float] | None = None,
     progress: bool = True,
+    resume: bool = False,
 ) -> IngestResult:
     """Convert a volume into an emqc OME-Zarr image with pyramid and manifest.
 
@@ -147,6 +158,10 @@ def ingest(
         Input values mapped to 0 and 255, instead of the stated rule's statistics.
     progress : bool, optional
         Show progress bars on standard error.
+    resume : bool, optional
+        Journal every chunk written, and reuse the verified chunks of an earlier run
+        into ``dest`` that was killed before it finished (see the module docstring).
+        An ingest that fails with an error still removes everything it wrote.
 
     Returns
     -------
@@ -167,24 +182,26 @@ def ingest(
     dest = storage.as_location(dest)
     if isinstance(dest, Path):
         dest = dest.absolute()
-    target = prepare_output(dest, overwrite=overwrite, marker=MANIFEST_NAME)
+    layout = ImageLayout(tuple(plan_levels(src.shape, voxel)), (chunk, chunk, chunk))
+    provenance = _provenance(layout, operator, voxel, voxel_origin)
+    storage.probe(dest, "write")  # a store that cannot be used is named before the journal
+    journal = _journal(src, dest, provenance, intensity_range) if resume else None
+    resuming = journal is not None and journal.matches()
+    if not resuming:  # a journal left by another plan (or a plain ingest) is out of date
+        with storage.storage_errors(dest, "write"):
+            _remove_journal(dest)
+    target = prepare_output(dest, overwrite=overwrite, marker=MANIFEST_NAME, resume=resuming)
     if isinstance(dest, Path):
         _warn_if_short_of_space(dest, src)
 
-    layout = ImageLayout(tuple(plan_levels(src.shape, voxel)), (chunk, chunk, chunk))
     try:
         with storage.storage_errors(dest, "write"):
-            manifest, files, rule = _write_all(
-                src,
-                target,
-                dest,
-                layout,
-                intensity_range,
-                progress,
-                _provenance(layout, operator, voxel, voxel_origin),
+            manifest, files, rule, counts = _write_all(
+                src, target, dest, layout, intensity_range, progress, provenance, journal
             )
     except OSError as exc:
         discard_output(target, dest)
+        _remove_journal(dest)
         if exc.errno in _NO_SPACE:
             raise OutOfSpaceError(
                 f"ran out of disk space writing {dest} ({os.strerror(exc.errno or 0)}). Nothing was "
@@ -194,7 +211,10 @@ def ingest(
         raise
     except BaseException:
         discard_output(target, dest)
+        _remove_journal(dest)
         raise
+    if journal is not None:
+        journal.remove()
     return IngestResult(
         path=dest,
         shape=src.shape,
@@ -205,7 +225,38 @@ def ingest(
         intensity_rule=rule,
         source_format=src.format,
         seconds=time.perf_counter() - t0,
+        chunks_written=counts[0],
+        chunks_reused=counts[1],
     )
+
+
+def _journal(
+    src: VolumeSource,
+    dest: Path | str,
+    provenance: dict[str, Any],
+    intensity_range: tuple[float, float] | None,
+) -> ChunkJournal | None:
+    """The chunk journal of a resumable ingest; ``None`` when the source cannot be pinned."""
+    files = source_fingerprint(src.files())
+    if files is None:
+        log.info("%s has no local files to pin, so its ingest cannot be resumed", src.spec)
+        return None
+    plan = {
+        "emqc_version": __version__,
+        "source": src.describe(),
+        "source_files": files,
+        "voxel_size_nm": provenance["voxel_size_nm"],
+        "chunk": provenance["chunk"],
+        "levels": provenance["levels"],
+        "intensity_range": None if intensity_range is None else list(intensity_range),
+    }
+    return ChunkJournal(dest, plan)
+
+
+def _remove_journal(dest: Path | str) -> None:
+    location = journal_location(dest)
+    if storage.exists(location):
+        storage.remove_tree(location)
 
 
 def _write_all(
@@ -216,10 +267,21 @@ def _write_all(
     intensity_range: tuple[float, float] | None,
     progress: bool,
     provenance: dict[str, Any],
-) -> tuple[Manifest, list[FileDigest], IntensityRule]:
-    """Steps 2–5 of the module docstring into ``target``, then publish at ``dest``."""
+    journal: ChunkJournal | None,
+) -> tuple[Manifest, list[FileDigest], IntensityRule, tuple[int, int]]:
+    """Steps 2–5 of the module docstring into ``target``, then publish at ``dest``.
+
+    Also returns how many chunks were written and how many reused (``journal``).
+    """
+    arrays = reopen_image(target, layout) if journal is not None and journal.matches() else None
+    if arrays is None:
+        if journal is not None:
+            journal.start()
+        arrays = create_image(target, layout)
     with dask.config.set({"array.slicing.split_large_chunks": False}):
-        rule, source_digests = _write_levels(src, target, layout, intensity_range, progress)
+        rule, source_digests, counts = write_levels(
+            src, target, arrays, layout, intensity_range, progress, journal
+        )
     files = digest_tree(target)
     _check_all_chunks_written(target, files)
     provenance = {
@@ -234,7 +296,7 @@ def _write_all(
         lambda loc: write_manifest(loc, files, provenance),
         marker=MANIFEST_NAME,
     )
-    return manifest, files, rule
+    return manifest, files, rule, counts
 
 
 def _provenance(
@@ -262,76 +324,6 @@ def _provenance(
             for lv in layout.levels
         ],
     }
-
-
-def _write_levels(
-    src: VolumeSource,
-    staging: Path | str,
-    layout: ImageLayout,
-    intensity_range: tuple[float, float] | None,
-    progress: bool,
-) -> tuple[IntensityRule, list[dict[str, str | int]]]:
-    """Steps 2–4 of the module docstring; returns the rule and the source file digests."""
-    target = level_chunks(layout.shape, layout.chunk)
-    raw = da.from_array(
-        src,
-        chunks=src.read_chunks(target),
-        asarray=True,
-        lock=False,
-        fancy=False,
-        name=f"emqc-read-{uuid.uuid4().hex}",
-    )
-    if intensity_range is not None:
-        rule = explicit_rule(src.dtype, *intensity_range)
-    elif needs_stats(src.dtype):
-        parts = [dask.delayed(block_stats)(b) for b in raw.to_delayed().ravel()]
-        (stats,) = compute(
-            [dask.delayed(merge_stats)(parts)], label="Measuring intensities", progress=progress
-        )
-        rule = rule_from_stats(src.dtype, stats, where=src.spec)
-    else:
-        rule = rule_from_stats(src.dtype, None, where=src.spec)
-    if rule.kind == "identity" and src.dtype == np.uint8:
-        u8 = raw
-    else:
-        u8 = raw.map_blocks(apply_rule, rule, dtype=np.uint8)
-    u8 = u8.rechunk(target)
-
-    arrays = create_image(staging, layout)
-    files = src.files()
-    digests = [dask.delayed(sha256_file)(p) for p in files]
-    store0 = da.store(u8, arrays[0], lock=False, compute=False)
-    shape = "×".join(map(str, layout.shape))
-    results = compute(
-        [store0, *digests],
-        label=f"Writing level 0 ({shape}) and hashing the source",
-        progress=progress,
-    )
-    source_digests = [
-        {"path": str(p), "sha256": h, "size": p.stat().st_size}
-        for p, h in zip(files, results[1:], strict=True)
-    ]
-
-    for i in range(1, len(layout.levels)):
-        level = layout.levels[i]
-        out_chunks = level_chunks(level.shape, layout.chunk)
-        read = tuple(c * f for c, f in zip(out_chunks, level.factors, strict=True))
-        above = da.from_zarr(arrays[i - 1], chunks=read)
-        below = above.map_blocks(
-            downsample_mean,
-            level.factors,
-            dtype=np.uint8,
-            chunks=tuple(
-                tuple(math.ceil(c / f) for c in cs)
-                for cs, f in zip(above.chunks, level.factors, strict=True)
-            ),
-        )
-        compute(
-            [da.store(below, arrays[i], lock=False, compute=False)],
-            label=f"Writing level {i} ({'×'.join(map(str, level.shape))})",
-            progress=progress,
-        )
-    return rule, source_digests
 
 
 def _resolve_voxel_size(

@@ -118,7 +118,8 @@ def create_image(path: Path | str, layout: ImageLayout) -> list[zarr.Array]:
     list of zarr.Array
         One writable array per level, level 0 first.
     """
-    group = zarr.open_group(storage.zarr_store(path, read_only=False), mode="w", zarr_format=3)
+    # "a", not "w": "w" empties the prefix first, deleting the partial marker on a store
+    group = zarr.open_group(storage.zarr_store(path, read_only=False), mode="a", zarr_format=3)
     arrays = []
     for i, level in enumerate(layout.levels):
         arrays.append(
@@ -163,6 +164,25 @@ def create_image(path: Path | str, layout: ImageLayout) -> list[zarr.Array]:
         ],
     }
     return arrays
+
+
+def reopen_image(path: Path | str, layout: ImageLayout) -> list[zarr.Array] | None:
+    """Writable arrays of an unfinished image at ``path`` created for ``layout``, else ``None``.
+
+    Used to resume an ingest (:mod:`emqc._chunk_journal`): the image's metadata must
+    describe exactly ``layout`` (level shapes, voxel sizes, chunks), or it is not reused.
+    """
+    try:
+        found, _ = open_image(path, strict=False)
+        group = zarr.open_group(storage.zarr_store(path, read_only=False), mode="r+", zarr_format=3)
+        arrays = [group[str(i)] for i in range(len(layout.levels))]
+    except (IncompleteVolumeError, FileNotFoundError, KeyError):
+        return None
+    same = found.levels == layout.levels and all(
+        tuple(a.chunks) == level_chunks(lv.shape, layout.chunk)
+        for a, lv in zip(arrays, layout.levels, strict=True)
+    )
+    return arrays if same else None
 
 
 def open_image(path: Path | str, *, strict: bool = True) -> tuple[ImageLayout, list[zarr.Array]]:

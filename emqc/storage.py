@@ -460,6 +460,7 @@ def cat_files(location: Location, rels: list[str]) -> Iterator[tuple[str, bytes]
         return
     fs, path = filesystem_for(str(location))
     base = path.rstrip("/")
+    _forget_listings(fs, base)  # objects written since through another client
     for i in range(0, len(rels), _CAT_BATCH):
         batch = rels[i : i + _CAT_BATCH]
         with storage_errors(location, "read"):
@@ -472,6 +473,17 @@ def cat_files(location: Location, rels: list[str]) -> Iterator[tuple[str, bytes]
             if value is None:
                 raise FileNotFoundError(f"{base}/{rel}")
             yield rel, bytes(value)
+
+
+def _forget_listings(fs: Any, path: str) -> None:
+    """Drop the cached listings of ``path`` and of every folder below it.
+
+    ``invalidate_cache(path)`` forgets ``path`` and its parents only; a stale listing
+    of a subfolder makes s3fs report an object written since as missing.
+    """
+    fs.invalidate_cache(path)
+    for key in [k for k in list(fs.dircache) if k.startswith(path + "/")]:
+        fs.dircache.pop(key, None)
 
 
 def copy_files(src: str, dest: str, rels: list[str]) -> None:

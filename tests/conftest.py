@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emqc import datasets
+from emqc import datasets, storage
 from emqc.errors import SourceNotFoundError
+from emqc.manifest import MANIFEST_NAME
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -256,3 +262,51 @@ def export_volume():
 def exported(request, medulla, tmp_path_factory) -> tuple[Export, np.ndarray]:
     root = tmp_path_factory.mktemp(request.param)
     return _export(request.param, medulla.raw, root), medulla.raw
+
+
+# --- an ingest killed (SIGKILL) at a chosen moment, for the resume tests --------------------
+# Shared by test_ingest_resume.py and test_object_storage.py.
+
+_KILLED_INGEST_CHILD = textwrap.dedent(
+    """
+    import os, signal, sys
+    import emqc._ingest_levels as levels
+    import emqc.ingest as ing
+
+    src, dest, when = sys.argv[1], sys.argv[2], sys.argv[3]
+    if when == "publish":
+        ing.publish_output = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+    else:
+        n, write = [0], levels._write_chunk
+
+        def killing(*args, **kwargs):
+            n[0] += 1
+            if n[0] > int(when):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return write(*args, **kwargs)
+
+        levels._write_chunk = killing
+    ing.ingest(src, dest, voxel_size_nm=(10, 10, 10), chunk=32, progress=False, resume=True,
+               overwrite=True)
+    """
+)
+
+
+def _killed_ingest(source: str, dest: Path | str, when: str) -> None:
+    """Ingest ``source`` into ``dest`` (folder or URL) in a child that SIGKILLs itself."""
+    env = {**os.environ, "DASK_NUM_WORKERS": "1"}  # one chunk write at a time
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_INGEST_CHILD, source, str(dest), when],
+        env=env,
+        capture_output=True,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    assert not storage.exists(storage.join(dest, MANIFEST_NAME))
+
+
+@pytest.fixture
+def killed_ingest():
+    """``killed_ingest(source, dest, when)``: a child process ingests ``source`` into ``dest``
+    (folder or URL; 10 nm voxels, 32³ chunks, ``resume=True``) and SIGKILLs itself just
+    before its ``int(when) + 1``-th chunk write, or just before publishing (``"publish"``)."""
+    return _killed_ingest

@@ -83,7 +83,7 @@ def test_killed_at_20_random_moments_and_rerun_gives_the_uninterrupted_results(t
     assert sum(name.endswith(".json") and "/scores/" in name for name in reference) == 8
 
     rng = np.random.default_rng(20261202)
-    killed_mid_run = 0
+    killed_mid_run = resumed_ingests = 0
     with (
         LocalCluster(
             n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
@@ -100,6 +100,8 @@ def test_killed_at_20_random_moments_and_rerun_gives_the_uninterrupted_results(t
             assert proc.exitcode in (-signal.SIGKILL, 0)
             result = run_batch(read_study_manifest(manifest), client=client, predict=intensity_maps)
             assert not result.failed, [s.reason for s in result.failed]
+            resumed_ingests += any(s.reused.get("chunk") for s in result.samples)
             assert output_digests(out) == reference, f"after a kill {delay:.2f} s into the run"
-    print(f"uninterrupted run {work_seconds:.2f} s; {killed_mid_run} of 20 kills mid-run")
+    print(f"uninterrupted run {work_seconds:.2f} s; {killed_mid_run} of 20 kills mid-run; "
+          f"{resumed_ingests} reruns kept chunks of a killed ingest")  # fmt: skip
     assert killed_mid_run >= 15  # the kills really landed while the batch was working

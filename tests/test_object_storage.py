@@ -256,6 +256,25 @@ class _FailingSource(ArraySource):
         return super()._read(z, y, x)
 
 
+def test_a_killed_ingest_to_s3_resumes_chunk_by_chunk(s3, cube, tmp_path, killed_ingest):  # type: ignore[no-untyped-def]
+    import h5py
+
+    from emqc._chunk_journal import journal_location
+
+    with h5py.File(tmp_path / "cube.h5", "w") as f:
+        f.create_dataset("raw", data=cube)
+    src, kw = f"{tmp_path / 'cube.h5'}:/raw", dict(voxel_size_nm=(10, 10, 10), chunk=32)
+    reference = ingest(src, tmp_path / "ref.ome.zarr", **kw, progress=False)
+    url = f"{s3}/resume/cube.ome.zarr"
+    killed_ingest(src, url, "5")  # a child process SIGKILLed before its 6th chunk write
+    assert PARTIAL_MARKER in storage.list_files(url)
+    result = ingest(src, url, **kw, progress=False, resume=True)
+    assert (result.chunks_reused, result.root_digest) == (5, reference.root_digest)
+    assert not storage.exists(journal_location(url))
+    assert PARTIAL_MARKER not in storage.list_files(url)
+    verify_volume(url)
+
+
 def test_failed_ingest_leaves_nothing_that_looks_complete(s3, cube):  # type: ignore[no-untyped-def]
     url = f"{s3}/failed/cube.ome.zarr"
     src = _FailingSource(cube, voxel_size_nm=(8, 8, 8))

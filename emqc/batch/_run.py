@@ -3,7 +3,8 @@
 Each sample runs its own pipeline (ingest → verify → sample → score → roll-up)
 in a driver thread; the heavy work (chunk writes, block scores) runs as tasks on
 the cluster the caller connected (:func:`emqc.batch.batch_client`). Every unit
-is skipped when its output is present and verified (:mod:`emqc.batch._units`),
+is skipped when its output is present and verified (:mod:`emqc.batch._units`;
+an ingest's chunks: :mod:`emqc._chunk_journal`),
 so a run killed at any moment and rerun redoes only what was not finished, and
 ends with the same bytes as an uninterrupted run. A sample that fails (a missing
 file, a wrong voxel size, a corrupt volume, a block that cannot be scored) is
@@ -15,6 +16,8 @@ Output layout (``OUTPUT`` is the manifest's ``output:``)::
     OUTPUT/study.json                       study name and seed (drawn once, then reused)
     OUTPUT/summary.json, summary.csv        one row per sample: status, scores, verdicts
     OUTPUT/samples/ID/volume.ome.zarr       the ingested volume (with its manifest)
+    OUTPUT/samples/ID/.volume.ome.zarr.emqc-partial, .emqc-journal
+                                            an unfinished ingest and its chunk journal
     OUTPUT/samples/ID/blocks.json           the sampled block list (seed on record)
     OUTPUT/samples/ID/scores/BLOCK.json     one sealed score unit per block
     OUTPUT/samples/ID/blocks.parquet|csv    the per-block table
@@ -62,8 +65,9 @@ STAGES = ("ingest", "sample", "score", "summarize")
 class SampleOutcome:
     """How one sample's pipeline ended.
 
-    ``reused`` and ``ran`` count units per kind (``ingest``, ``sample``, ``score``)
-    found verified and skipped, and done in this run.
+    ``reused`` and ``ran`` count units per kind (``ingest``, ``chunk``, ``sample``,
+    ``score``) found verified and skipped, and done in this run; ``chunk`` counts the
+    stored chunks of an ingest, which a killed ingest's rerun keeps when verified.
     """
 
     id: str
@@ -210,8 +214,13 @@ class _Context:
             out.reused["ingest"] = 1
         else:
             src = _open_checked(entry)
-            ingest(src, location, voxel_size_nm=entry.voxel_size_nm, overwrite=True, progress=False)
+            result = ingest(
+                src, location, voxel_size_nm=entry.voxel_size_nm, overwrite=True,
+                progress=False, resume=True,
+            )  # fmt: skip
             out.ran["ingest"] = 1
+            _count(out.ran, "chunk", result.chunks_written)
+            _count(out.reused, "chunk", result.chunks_reused)
         out.volume_digest = read_manifest(location).root_digest
 
     def _sample(self, entry: SampleEntry, out: SampleOutcome) -> None:

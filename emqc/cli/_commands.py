@@ -43,6 +43,12 @@ def _scheduler(address: str | None) -> Iterator[None]:
     is_flag=True,
     help="Replace DEST if it is an emqc volume (kept until the new one is complete).",
 )
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Journal each chunk written, and keep the verified chunks of an earlier run into "
+    "DEST that was killed (same source files and options); redo only the rest.",
+)
 @click.option("--operator", help="Who runs the ingest (recorded in the provenance).")
 @click.option(
     "--chunk",
@@ -68,6 +74,7 @@ def ingest(  # type: ignore[no-untyped-def]
     dest,
     voxel_size,
     overwrite,
+    resume,
     operator,
     chunk,
     intensity_range,
@@ -101,12 +108,14 @@ def ingest(  # type: ignore[no-untyped-def]
             operator=operator,
             intensity_range=intensity_range,
             progress=not no_progress,
+            resume=resume,
         )
     z, y, x = result.voxel_size_nm
+    kept = f" ({result.chunks_reused} kept from a killed run)" if result.chunks_reused else ""
     click.echo(
         f"ingested {src} -> {result.path}\n"
         f"  shape (z,y,x)   {' x '.join(map(str, result.shape))} voxels at {z:g} x {y:g} x {x:g} nm\n"
-        f"  pyramid         {result.n_levels} levels, {result.n_files} files\n"
+        f"  pyramid         {result.n_levels} levels, {result.n_files} files{kept}\n"
         f"  intensity       {result.intensity_rule.kind} ({result.intensity_rule.basis})\n"
         f"  root digest     sha256:{result.root_digest}\n"
         f"  time            {result.seconds:.1f} s ({result.megavoxels_per_second:.1f} Mvoxel/s)"
