@@ -1,6 +1,6 @@
 """Graph sizes: how many Dask tasks one sample's ingest makes, per stored chunk.
 
-    ./run.sh bench batch_graph [--sizes 256,384,512] [--chunk 128] [--workdir DIR]
+    ./run.sh bench batch_graph [--sizes 256,384,512] [--chunk 128] [--resume] [--workdir DIR]
 
 Ingests synthetic uint16 volumes (uint16 needs the intensity statistics pass that
 8-bit sources skip, so this is the larger graph) of each edge in ``--sizes`` with
@@ -8,6 +8,9 @@ chunk edge ``--chunk`` on local threads, and counts the tasks of every graph the
 ingest computes (a ``dask.callbacks.Callback``). Scoring adds one task per block
 (see ``emqc.batch._run``). Prints a Markdown table: volume, level-0 chunks, tasks,
 tasks per level-0 chunk; PLANNING.md extrapolates from it.
+
+``--resume`` ingests as ``emqc batch`` does (``resume=True``: one journaled task per
+stored chunk), from an HDF5 file, since only a source with files can be resumed.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="256,384,512")
     ap.add_argument("--chunk", type=int, default=128)
+    ap.add_argument("--resume", action="store_true", help="journaled, as emqc batch ingests")
     ap.add_argument("--workdir", type=Path, default=Path("benchmarks/results/batch_graph"))
     args = ap.parse_args(argv)
     work = args.workdir.absolute()
@@ -54,10 +58,17 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|")
     for edge in (int(s) for s in args.sizes.split(",")):
         image = rng.integers(0, 4096, (edge, edge, edge), dtype=np.uint16)
+        source: object = ArraySource(image, voxel_size_nm=(10, 10, 10))
+        if args.resume:
+            import h5py
+
+            with h5py.File(work / f"v{edge}.h5", "w") as f:
+                f.create_dataset("raw", data=image, chunks=(64, 64, 64))
+            source = f"{work / f'v{edge}.h5'}:/raw"
         counter = CountTasks()
         with counter:
-            ingest(ArraySource(image, voxel_size_nm=(10, 10, 10)), work / f"v{edge}.ome.zarr",
-                   chunk=args.chunk, progress=False)  # fmt: skip
+            ingest(source, work / f"v{edge}.ome.zarr", voxel_size_nm=(10, 10, 10),
+                   chunk=args.chunk, progress=False, resume=args.resume)  # fmt: skip
         chunks = math.ceil(edge / args.chunk) ** 3
         print(f"| {edge}³ | {chunks} | {counter.graphs} | {counter.tasks} | "
               f"{counter.tasks / chunks:.1f} |")  # fmt: skip

@@ -14,7 +14,11 @@
    Ingest and sampling are then verified and skipped, so what differs is the scoring.
    Timed: the whole command (start to exit: imports, cluster start, model loading),
    and the scoring span from the run log (``runs/*.json``: first score stage start to
-   last score stage end).
+   last score stage end). Also the CPU seconds of the driver process (scheduler,
+   client, sample pipelines) and of the worker processes (the largest child
+   processes), so that a speed-up short of 2x can be told apart: orchestration
+   overhead shows as driver CPU, contention between the two workers as more worker
+   CPU per block.
 4. Both runs' outputs must have equal digests (:func:`emqc.batch.output_digests`): the
    same study scored on a different cluster gives the same bytes.
 
@@ -107,18 +111,23 @@ def main(argv: list[str] | None = None) -> int:
         m = measure(batch(manifest, workers))
         rows.append({"workers": workers, "command_seconds": m["seconds"],
                      "scoring_seconds": scoring_span(out),
-                     "peak_rss_bytes": m["peak_rss_bytes"]})  # fmt: skip
+                     "peak_rss_bytes": m["peak_rss_bytes"],
+                     "driver_cpu_seconds": m["cpu_seconds"],
+                     "worker_cpu_seconds": m["child_cpu_seconds"][:workers]})  # fmt: skip
         digests.append(output_digests(out))
     n_blocks = args.samples * args.blocks
     speedup = rows[0]["scoring_seconds"] / rows[1]["scoring_seconds"]
     total_speedup = rows[0]["command_seconds"] / rows[1]["command_seconds"]
     print(f"\n{args.samples} samples x {args.blocks} blocks of {args.block_um} um "
           f"(real medulla cube mirrored to 500^3, 10 nm), {os.cpu_count()} cores\n")  # fmt: skip
-    print("| workers | scoring (s) | s per block | whole command (s) | peak RSS (GB) |")
-    print("|---|---|---|---|---|")
+    print("| workers | scoring (s) | s per block | whole command (s) | peak RSS (GB) "
+          "| worker CPU s per block | driver CPU (s) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['workers']} | {r['scoring_seconds']:.1f} | {r['scoring_seconds'] / n_blocks:.1f} "
-              f"| {r['command_seconds']:.1f} | {r['peak_rss_bytes'] / 1e9:.2f} |")  # fmt: skip
+              f"| {r['command_seconds']:.1f} | {r['peak_rss_bytes'] / 1e9:.2f} "
+              f"| {sum(r['worker_cpu_seconds']) / n_blocks:.2f} "
+              f"| {r['driver_cpu_seconds']:.1f} |")  # fmt: skip
     same = digests[0] == digests[1]
     print(f"\nscoring speed-up 2 vs 1 workers: {speedup:.2f}x (target >= 1.8x); whole command "
           f"{total_speedup:.2f}x; outputs identical: {same}")  # fmt: skip
