@@ -126,3 +126,20 @@ def test_a_source_without_files_is_ingested_but_never_resumed(tmp_path):
     result = ingest(ArraySource(img, voxel_size_nm=(10, 10, 10)), dest, **KW, resume=True)
     assert result.chunks_reused == 0
     assert not Path(journal_location(dest)).exists()
+
+
+def test_cli_ingest_resume_says_how_many_chunks_it_kept(killed_ingest, source, reference, tmp_path):
+    from click.testing import CliRunner
+
+    from emqc.cli import cli
+
+    dest = tmp_path / "vol.ome.zarr"
+    killed_ingest(source, dest, "12")
+    res = CliRunner().invoke(
+        cli,
+        ["ingest", source, str(dest), "--voxel-size", "10,10,10", "--chunk", "32", "--resume",
+         "--no-progress"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "(12 kept from a killed run)" in res.output
+    assert f"sha256:{reference.root_digest}" in res.output
