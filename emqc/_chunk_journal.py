@@ -128,10 +128,12 @@ class ChunkJournal:
 
     # -- the intensity rule -----------------------------------------------------------
     def read_rule(self) -> dict[str, Any] | None:
+        """The recorded intensity rule; ``None`` when absent or unreadable (measured again)."""
         try:
-            return json.loads(storage.read_bytes(self._at("rule.json")))
-        except (FileNotFoundError, KeyError):
+            rule = json.loads(storage.read_bytes(self._at("rule.json")))
+        except (FileNotFoundError, KeyError, ValueError):
             return None
+        return rule if isinstance(rule, dict) else None
 
     def write_rule(self, rule: dict[str, Any]) -> None:
         self._write(self._at("rule.json"), json.dumps(rule, sort_keys=True).encode())

@@ -112,7 +112,10 @@ def _intensity_rule(
         return rule_from_stats(src.dtype, None, where=src.spec)
     recorded = journal.read_rule() if journal is not None else None
     if recorded is not None:
-        return IntensityRule.from_dict(recorded)
+        try:
+            return IntensityRule.from_dict(recorded)
+        except TypeError:  # not a rule this version writes: measure again
+            pass
     parts = [dask.delayed(block_stats)(b) for b in raw.to_delayed().ravel()]
     (stats,) = compute(
         [dask.delayed(merge_stats)(parts)], label="Measuring intensities", progress=progress

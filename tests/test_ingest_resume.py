@@ -143,3 +143,14 @@ def test_cli_ingest_resume_says_how_many_chunks_it_kept(killed_ingest, source, r
     assert res.exit_code == 0, res.output
     assert "(12 kept from a killed run)" in res.output
     assert f"sha256:{reference.root_digest}" in res.output
+
+
+@pytest.mark.parametrize("garbage", [b"{not json", b"[1, 2]", b'{"kind": "linear"}'])
+def test_an_unreadable_journaled_intensity_rule_is_measured_again(
+    killed_ingest, source, reference, tmp_path, garbage
+):
+    dest = tmp_path / "vol.ome.zarr"
+    killed_ingest(source, dest, "20")
+    (Path(journal_location(dest)) / "rule.json").write_bytes(garbage)
+    result = ingest(source, dest, **KW, resume=True)
+    assert result.chunks_reused == 20 and result.root_digest == reference.root_digest
