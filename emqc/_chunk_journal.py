@@ -47,6 +47,7 @@ __all__ = [
     "source_fingerprint",
     "chunk_digest",
     "verified_chunks",
+    "discard_journal",
 ]
 
 log = logging.getLogger("emqc")
@@ -57,6 +58,13 @@ Index = tuple[int, int, int]
 def journal_location(dest: str | Path) -> str | Path:
     """The hidden sibling ``.<name>.emqc-journal`` that records an ingest into ``dest``."""
     return storage.join(storage.parent(dest), f".{storage.basename(dest)}.emqc-journal")
+
+
+def discard_journal(dest: str | Path) -> None:
+    """Remove the journal of ``dest``, if any (out of date, or beside a complete volume)."""
+    location = journal_location(dest)
+    if storage.exists(location):
+        storage.remove_tree(location)
 
 
 def source_fingerprint(files: list[Path]) -> list[dict[str, Any]] | None:
@@ -122,7 +130,7 @@ class ChunkJournal:
         self._write(self._at("plan.json"), self._plan_bytes)
 
     def remove(self) -> None:
-        """Delete the journal (once the volume is published, or to start over)."""
+        """Delete the journal (just before the volume is published, or to start over)."""
         if storage.exists(self.location):
             storage.remove_tree(self.location)
 

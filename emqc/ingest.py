@@ -59,7 +59,7 @@ from . import __version__, storage
 from ._atomic import discard_output, prepare_output, publish_output
 from ._chunk_journal import (
     ChunkJournal,
-    journal_location,
+    discard_journal,
     source_fingerprint,
 )
 from ._ingest_levels import write_levels
@@ -189,7 +189,7 @@ def ingest(
     resuming = journal is not None and journal.matches()
     if not resuming:  # a journal left by another plan (or a plain ingest) is out of date
         with storage.storage_errors(dest, "write"):
-            _remove_journal(dest)
+            discard_journal(dest)
     target = prepare_output(dest, overwrite=overwrite, marker=MANIFEST_NAME, resume=resuming)
     if isinstance(dest, Path):
         _warn_if_short_of_space(dest, src)
@@ -201,7 +201,7 @@ def ingest(
             )
     except OSError as exc:
         discard_output(target, dest)
-        _remove_journal(dest)
+        discard_journal(dest)
         if exc.errno in _NO_SPACE:
             raise OutOfSpaceError(
                 f"ran out of disk space writing {dest} ({os.strerror(exc.errno or 0)}). Nothing was "
@@ -211,10 +211,8 @@ def ingest(
         raise
     except BaseException:
         discard_output(target, dest)
-        _remove_journal(dest)
+        discard_journal(dest)
         raise
-    if journal is not None:
-        journal.remove()
     return IngestResult(
         path=dest,
         shape=src.shape,
@@ -253,12 +251,6 @@ def _journal(
     return ChunkJournal(dest, plan)
 
 
-def _remove_journal(dest: Path | str) -> None:
-    location = journal_location(dest)
-    if storage.exists(location):
-        storage.remove_tree(location)
-
-
 def _write_all(
     src: VolumeSource,
     target: Path | str,
@@ -284,6 +276,8 @@ def _write_all(
         )
     files = digest_tree(target)
     _check_all_chunks_written(target, files)
+    if journal is not None:  # before publishing: a complete volume never has a journal beside it
+        journal.remove()
     provenance = {
         **provenance,
         "source": {**src.describe(), "files": source_digests},

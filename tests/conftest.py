@@ -274,8 +274,9 @@ _KILLED_INGEST_CHILD = textwrap.dedent(
     import emqc.ingest as ing
 
     src, dest, when = sys.argv[1], sys.argv[2], sys.argv[3]
-    if when == "publish":
-        ing.publish_output = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)
+    if when in ("digest", "publish"):  # hashing the written files; publishing the volume
+        name = {"digest": "digest_tree", "publish": "publish_output"}[when]
+        setattr(ing, name, lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL))
     else:
         n, write = [0], levels._write_chunk
 
@@ -308,5 +309,6 @@ def _killed_ingest(source: str, dest: Path | str, when: str) -> None:
 def killed_ingest():
     """``killed_ingest(source, dest, when)``: a child process ingests ``source`` into ``dest``
     (folder or URL; 10 nm voxels, 32³ chunks, ``resume=True``) and SIGKILLs itself just
-    before its ``int(when) + 1``-th chunk write, or just before publishing (``"publish"``)."""
+    before its ``int(when) + 1``-th chunk write, before hashing what it wrote (``"digest"``)
+    or before publishing (``"publish"``, after its journal is removed)."""
     return _killed_ingest

@@ -196,6 +196,7 @@ class _Context:
 
     # -- stages ---------------------------------------------------------------------------
     def _ingest(self, entry: SampleEntry, out: SampleOutcome) -> None:
+        from .._chunk_journal import discard_journal
         from ..ingest import ingest
         from ..manifest import read_manifest
 
@@ -212,6 +213,7 @@ class _Context:
         ).result()  # fmt: skip
         if done:
             out.reused["ingest"] = 1
+            discard_journal(location)  # only a stale one can stand beside a complete volume
         else:
             src = _open_checked(entry)
             result = ingest(
