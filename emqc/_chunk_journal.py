@@ -21,8 +21,9 @@ journal lives beside the output, in the hidden sibling ``.<name>.emqc-journal``
 A unit is done only when its record exists **and** the stored chunk, read back
 through a store that refuses missing chunks and decoded, hashes to the recorded
 digest; a record without its chunk, a chunk without its record, and a chunk changed
-after it was written are all redone. The journal is removed once the volume is
-published with its manifest, and whenever an ingest starts over.
+after it was written are all redone. The journal is removed once every file is
+written and hashed, just before the volume is published with its manifest (so a
+complete volume never has one beside it), and whenever an ingest starts over.
 
 Sources without local files (remote Zarr, in-memory arrays) cannot be pinned by
 size and modification time; their ingests always start over.
