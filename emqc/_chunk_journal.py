@@ -63,7 +63,10 @@ def journal_location(dest: str | Path) -> str | Path:
 
 def discard_journal(dest: str | Path) -> None:
     """Remove the journal of ``dest``, if any (out of date, or beside a complete volume)."""
-    location = journal_location(dest)
+    _remove(journal_location(dest))
+
+
+def _remove(location: str | Path) -> None:
     if storage.exists(location):
         storage.remove_tree(location)
 
@@ -106,7 +109,6 @@ class ChunkJournal:
 
     def __init__(self, dest: str | Path, plan: dict[str, Any]) -> None:
         self.location = journal_location(dest)
-        self.plan = plan
         self._plan_bytes = (json.dumps(plan, sort_keys=True, indent=1) + "\n").encode("utf-8")
 
     def _at(self, *parts: str) -> str | Path:
@@ -132,8 +134,7 @@ class ChunkJournal:
 
     def remove(self) -> None:
         """Delete the journal (just before the volume is published, or to start over)."""
-        if storage.exists(self.location):
-            storage.remove_tree(self.location)
+        _remove(self.location)
 
     # -- the intensity rule -----------------------------------------------------------
     def read_rule(self) -> dict[str, Any] | None:

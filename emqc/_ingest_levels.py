@@ -67,9 +67,8 @@ def write_levels(
     files = src.files()
     digests = [dask.delayed(sha256_file)(p) for p in files]
     shape = "×".join(map(str, layout.shape))
-    counts = [0, 0]
-    results = _store_level(
-        u8, staging, arrays, 0, journal, counts, digests,
+    results, written, reused = _store_level(
+        u8, staging, arrays, 0, journal, digests,
         label=f"Writing level 0 ({shape}) and hashing the source", progress=progress,
     )  # fmt: skip
     source_digests = [
@@ -91,11 +90,12 @@ def write_levels(
                 for cs, f in zip(above.chunks, level.factors, strict=True)
             ),
         )
-        _store_level(
-            below, staging, arrays, i, journal, counts, [],
+        _, more_written, more_reused = _store_level(
+            below, staging, arrays, i, journal, [],
             label=f"Writing level {i} ({'×'.join(map(str, level.shape))})", progress=progress,
         )  # fmt: skip
-    return rule, source_digests, (counts[0], counts[1])
+        written, reused = written + more_written, reused + more_reused
+    return rule, source_digests, (written, reused)
 
 
 def _intensity_rule(
@@ -132,14 +132,14 @@ def _store_level(
     arrays: list[Any],
     level: int,
     journal: ChunkJournal | None,
-    counts: list[int],
     extra: list[Any],
     *,
     label: str,
     progress: bool,
-) -> list[Any]:
+) -> tuple[list[Any], int, int]:
     """Write every chunk of ``level`` (only those not verified done, with a journal) and
-    compute ``extra`` in the same graph; returns ``extra``'s results."""
+    compute ``extra`` in the same graph; returns ``extra``'s results and the numbers of
+    chunks written and reused."""
     array = arrays[level]
     if journal is None:
         results = compute(
@@ -147,8 +147,7 @@ def _store_level(
             label=label,
             progress=progress,
         )
-        counts[0] += math.prod(data.numblocks)
-        return list(results[1:])
+        return list(results[1:]), math.prod(data.numblocks), 0
     chunk = tuple(array.chunks)
     records = list(journal.recorded(level).items())
     # re-reading what a killed run wrote is heavy: tasks of up to 64 chunks each
@@ -167,10 +166,8 @@ def _store_level(
         for index in np.ndindex(*data.numblocks)
         if index not in done
     ]
-    counts[0] += len(writes)
-    counts[1] += len(done)
     results = compute([*writes, *extra], label=label, progress=progress)
-    return list(results[len(writes) :])
+    return list(results[len(writes) :]), len(writes), len(done)
 
 
 def _write_chunk(block, array, index, chunk, level, journal) -> None:  # type: ignore[no-untyped-def]

@@ -197,7 +197,7 @@ def ingest(
     try:
         with storage.storage_errors(dest, "write"):
             manifest, files, rule, counts = _write_all(
-                src, target, dest, layout, intensity_range, progress, provenance, journal
+                src, target, dest, layout, intensity_range, progress, provenance, journal, resuming
             )
     except OSError as exc:
         discard_output(target, dest)
@@ -260,12 +260,14 @@ def _write_all(
     progress: bool,
     provenance: dict[str, Any],
     journal: ChunkJournal | None,
+    resuming: bool,
 ) -> tuple[Manifest, list[FileDigest], IntensityRule, tuple[int, int]]:
     """Steps 2–5 of the module docstring into ``target``, then publish at ``dest``.
 
-    Also returns how many chunks were written and how many reused (``journal``).
+    Also returns how many chunks were written and how many reused (``journal``;
+    ``resuming``: it matched this ingest's plan).
     """
-    arrays = reopen_image(target, layout) if journal is not None and journal.matches() else None
+    arrays = reopen_image(target, layout) if resuming else None
     if arrays is None:
         if journal is not None:
             journal.start()

@@ -439,7 +439,7 @@ def list_files(location: Location) -> dict[str, int]:
     fs, path = filesystem_for(str(location))
     prefix = path.rstrip("/") + "/"
     with storage_errors(location, "list"):
-        fs.invalidate_cache(path)
+        _forget_listings(fs, path.rstrip("/"))
         found = fs.find(path, detail=True)
     return {
         name[len(prefix) :]: int(info.get("size") or 0)
