@@ -499,15 +499,81 @@ def test_traceability_sees_merged_partners(vol):
     assert result.n_merged == result.n_synapses and result.score == 0.0
 
 
-def test_traceability_without_synapses_is_continuity_alone(vol):
-    result = synapse_traceability(
-        np.zeros(vol.shape, np.float32),
-        as_prob(vol.membrane),
-        voxel_size_nm=VOXEL,
-        segmentation=vol.cell_ids,
-    )
+def test_traceability_without_synapses_is_zero_and_flagged(vol):
+    volume_um3 = np.prod(np.multiply(vol.shape, VOXEL)) / 1e9
+    args = (np.zeros(vol.shape, np.float32), as_prob(vol.membrane))
+    result = synapse_traceability(*args, voxel_size_nm=VOXEL, segmentation=vol.cell_ids,
+                                  reference_synapses_per_um3=5 / volume_um3)  # fmt: skip
     assert "no_synapses" in result.flags and math.isnan(result.traced_fraction)
-    assert result.score == result.neurite_continuity > 0.9
+    assert result.valid and result.score == 0.0 and result.visibility == 0.0
+    assert result.neurite_continuity > 0.9  # still reported: the neurites are fine
+    # Where well-preserved tissue would show fewer than 3 synapses, none is no evidence.
+    small = synapse_traceability(*args, voxel_size_nm=VOXEL, segmentation=vol.cell_ids,
+                                 reference_synapses_per_um3=2 / volume_um3)  # fmt: skip
+    assert not small.valid and math.isnan(small.score) and math.isnan(small.visibility)
+    assert {"no_synapses", "visibility_unmeasured"} <= set(small.flags)
+
+
+def test_small_blocks_score_without_visibility(vol):
+    syn, boundary = _synapse_args(vol)
+    volume_um3 = np.prod(np.multiply(vol.shape, VOXEL)) / 1e9
+    r = synapse_traceability(syn, boundary, voxel_size_nm=VOXEL, segmentation=vol.cell_ids,
+                             reference_synapses_per_um3=2.9 / volume_um3)  # fmt: skip
+    assert "visibility_unmeasured" in r.flags and math.isnan(r.visibility) and r.valid
+    assert r.score == pytest.approx(math.sqrt(r.neurite_continuity * r.traced_fraction))
+
+
+def test_traceability_falls_as_synapses_fade_from_view(vol):
+    """Synapses lost one by one (densities dissolved) lower the score once fewer are seen
+    than the reference density; neurites and partners stay intact throughout."""
+    syn, boundary = _synapse_args(vol)
+    blobs, n = ndi.label(syn >= 0.5, structure=np.ones((3, 3, 3)))
+    big = np.flatnonzero(np.bincount(blobs.ravel())[1:] * VOXEL**3 >= 1e5) + 1
+    blobs, n = ndi.label(np.isin(blobs, big), structure=np.ones((3, 3, 3)))  # synapses only
+    syn = np.where(blobs > 0, syn, 0).astype(np.float32)
+    full = synapse_traceability(syn, boundary, voxel_size_nm=VOXEL, segmentation=vol.cell_ids)
+    assert full.n_synapses == n >= 3
+    reference = full.synapses_per_um3  # every synapse of the block is needed for full visibility
+    scores, seen = [], []
+    for k in range(n + 1):
+        kept = np.where((blobs > k), syn, 0).astype(np.float32)
+        r = synapse_traceability(
+            kept, boundary, voxel_size_nm=VOXEL, segmentation=vol.cell_ids,
+            reference_synapses_per_um3=reference,
+        )  # fmt: skip
+        assert r.n_synapses == n - k
+        scores.append(r.score)
+        seen.append(r.visibility)
+        if k < n:
+            assert r.traced_fraction == 1.0  # the synapses still seen are all traced
+    assert seen[0] == 1.0 and seen == sorted(seen, reverse=True) and seen[-1] == 0.0
+    assert non_increasing(scores) and scores[0] > 0.95 and scores[-1] == 0.0
+    assert scores[n // 2] == pytest.approx(math.sqrt(scores[0] ** 2 * seen[n // 2]))
+
+
+def test_partner_credit_is_graded_by_how_far_it_can_be_followed():
+    """A long presynaptic neurite and a thin postsynaptic one cut shorter and shorter:
+    the synapse's credit is the short partner's span over the trace length (300 nm)."""
+    fractions = []
+    for length in (40, 24, 12, 6):  # voxels of 10 nm: 400, 240, 120, 60 nm
+        seg = np.zeros((40, 40, 160), np.uint32)
+        seg[:, :20, :] = 1
+        seg[18:22, 20:24, 80 - length // 2 : 80 + length // 2] = 2
+        syn = np.zeros(seg.shape, np.float32)
+        syn[18:22, 18:22, 76:84] = 1  # 128 voxels: 1.28e5 nm^3
+        r = synapse_traceability(syn, np.zeros_like(syn), voxel_size_nm=VOXEL,
+                                 segmentation=seg, min_trace_nm=300)  # fmt: skip
+        assert r.n_synapses == 1 and r.n_merged == 0
+        fractions.append(r.traced_fraction)
+    assert fractions == pytest.approx([1.0, 0.8, 0.4, 0.2], abs=0.02)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, math.nan])
+def test_reference_density_must_be_positive(bad):
+    syn = np.zeros((8, 8, 8), np.float32)
+    with pytest.raises(ValueError, match="reference_synapses_per_um3"):
+        synapse_traceability(syn, syn, voxel_size_nm=VOXEL, segmentation=np.ones(syn.shape, int),
+                             reference_synapses_per_um3=bad)  # fmt: skip
 
 
 def test_traceability_segments_the_boundary_when_no_segmentation_is_given():

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ..metrics import REFERENCE_SYNAPSES_PER_UM3
 from . import cli
 from ._options import Triple, open_custody, study_options
 
@@ -35,6 +36,14 @@ from ._options import Triple, open_custody, study_options
     help="Block edge in µm (default 2.56).",
 )
 @click.option("--block-vox", type=Triple(integer=True), help="Block edge in voxels instead.")
+@click.option(
+    "--synapse-reference",
+    type=click.FloatRange(min=0, min_open=True),
+    default=REFERENCE_SYNAPSES_PER_UM3,
+    show_default=True,
+    help="Visible synapses per µm³ in well-preserved tissue of this kind (mammalian cortex "
+    "by default; measure it on a well-preserved reference of the region and species).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--no-progress", is_flag=True, help="Do not show progress bars.")
 @study_options
@@ -47,6 +56,7 @@ def score(  # type: ignore[no-untyped-def]
     seed,
     block_um,
     block_vox,
+    synapse_reference,
     overwrite,
     no_progress,
     study,
@@ -95,7 +105,8 @@ def score(  # type: ignore[no-untyped-def]
     custody = open_custody(study, key, volume)
     run = score_volume(
         volume, out=out, blocks=blocks, n=n, seed=seed, block_um=block_um, block_vox=block_vox,
-        all_blocks=all_blocks, overwrite=overwrite, progress=not no_progress,
+        all_blocks=all_blocks, synapse_reference_per_um3=synapse_reference,
+        overwrite=overwrite, progress=not no_progress,
     )  # fmt: skip
     how = "all grid blocks inside tissue" if all_blocks else f"seed {run.blocks.seed}"
     table = Table(title=f"{volume}: {len(run.scores)} blocks, {how}")

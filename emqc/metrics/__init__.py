@@ -25,9 +25,16 @@ from ._common import MetricResult
 from ._edema import Edema, edema
 from ._imaging import THRESHOLDS, ImagingQuality, imaging_quality, noise_sigma
 from ._membrane import MembraneIntegrity, membrane_integrity
-from ._synapses import SynapseTraceability, synapse_traceability
+from ._synapses import (
+    MIN_EXPECTED_SYNAPSES,
+    REFERENCE_SYNAPSES_PER_UM3,
+    SynapseTraceability,
+    synapse_traceability,
+)
 
 __all__ = [
+    "MIN_EXPECTED_SYNAPSES",
+    "REFERENCE_SYNAPSES_PER_UM3",
     "THRESHOLDS",
     "Edema",
     "ImagingQuality",

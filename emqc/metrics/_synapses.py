@@ -19,7 +19,21 @@ from ._common import (
     segment_spans,
 )
 
-__all__ = ["SynapseTraceability", "synapse_traceability"]
+__all__ = [
+    "MIN_EXPECTED_SYNAPSES",
+    "REFERENCE_SYNAPSES_PER_UM3",
+    "SynapseTraceability",
+    "synapse_traceability",
+]
+
+#: Default density of visible synapses in well-preserved neuropil (per µm³): the low end
+#: of the 0.7-1 per µm³ of mammalian cortex (DeFelipe et al. 1999). Set it from well-preserved tissue of
+#: the region and species scored (see ``reference_synapses_per_um3``).
+REFERENCE_SYNAPSES_PER_UM3 = 1.0
+
+#: Visibility is measured only in blocks where well-preserved tissue would show at least
+#: this many synapses: with fewer, no synapse at all is a common chance (Poisson: 5 % at 3).
+MIN_EXPECTED_SYNAPSES = 3.0
 
 _FULL = np.ones((3, 3, 3), bool)
 #: The effective trace length is at most this share of the block's smallest side.
@@ -33,18 +47,27 @@ class SynapseTraceability(MetricResult):
     Attributes
     ----------
     score : float
-        ``sqrt(neurite_continuity * traced_fraction)``, or ``neurite_continuity`` alone
-        when the block has no synapse (flag ``"no_synapses"``); NaN if not valid.
+        ``sqrt(neurite_continuity * traced_fraction * visibility)``: 0 when the block
+        has no synapse (flag ``"no_synapses"``); NaN if not valid (nothing segmented,
+        or no synapse in a block too small to expect one).
     n_synapses : int
         Synapses found (components of ``synapse >= threshold`` of at least
         ``min_synapse_nm3``).
     synapses_per_um3 : float
+    visibility : float
+        ``min(1, synapses_per_um3 / reference_synapses_per_um3)``; NaN in a block too
+        small to expect :data:`MIN_EXPECTED_SYNAPSES` synapses at the reference density
+        (flag ``"visibility_unmeasured"``).
+    reference_synapses_per_um3 : float
+        Density of visible synapses expected in well-preserved tissue.
     traced_fraction : float
-        Share of the synapses whose two partners are distinct segments that each span
-        at least ``trace_nm``; NaN without synapses.
+        Mean over the synapses of their partner credit: 0 when a partner is missing or
+        both sides are one segment, else ``min(1, span / trace_nm)`` of the shorter
+        partner; NaN without synapses.
     n_traced, n_merged, n_partner_missing, n_short : int
-        Synapses traced; with the same segment on both sides (merged); with no segment
-        on a side; with a partner shorter than ``trace_nm``.
+        Synapses traced (both partners span ``trace_nm``); with the same segment on
+        both sides (merged); with no segment on a side; with a partner shorter than
+        ``trace_nm`` (partial credit).
     neurite_continuity : float
         Segmented volume weighted by ``min(1, span / trace_nm)`` of its segment.
     trace_nm : float
@@ -52,14 +75,16 @@ class SynapseTraceability(MetricResult):
         ``"trace_shortened"``).
     n_segments : int
     flags : tuple of str
-        ``"no_synapses"``, ``"trace_shortened"``, ``"no_segments"`` (nothing
-        segmented: not valid).
+        ``"no_synapses"``, ``"trace_shortened"``, ``"visibility_unmeasured"``,
+        ``"no_segments"`` (nothing segmented: not valid).
     """
 
     name: ClassVar[str] = "synapse_traceability"
 
     n_synapses: int = 0
     synapses_per_um3: float = math.nan
+    visibility: float = math.nan
+    reference_synapses_per_um3: float = REFERENCE_SYNAPSES_PER_UM3
     traced_fraction: float = math.nan
     n_traced: int = 0
     n_merged: int = 0
@@ -81,11 +106,16 @@ def synapse_traceability(
     min_synapse_nm3: float = 1e5,
     partner_reach_nm: float = 20.0,
     min_partner_share: float = 0.1,
+    reference_synapses_per_um3: float = REFERENCE_SYNAPSES_PER_UM3,
 ) -> SynapseTraceability:
     """Score whether a block's synapses can be traced to both partner neurites.
 
     A synapse is useful to a connectome only if it is visible *and* both processes it
-    joins can be followed [1]_. Steps:
+    joins can be followed [1]_. Damage that dissolves membranes also dissolves the
+    densities and clefts that make synapses visible, and merges the partners it leaves
+    (the damage models of :mod:`emqc.damage`), so the score asks three things: do
+    neurites run long, are synapses as visible as in well-preserved tissue, and can both
+    partners of each be followed. Steps:
 
     1. Synapses are 26-connected components of ``synapse >= threshold`` of at least
        ``min_synapse_nm3`` (a third of the smallest postsynaptic density [2]_).
@@ -96,17 +126,26 @@ def synapse_traceability(
        cleft and vesicles against the presynaptic one). If the runner-up holds less
        than ``min_partner_share`` of those voxels it is a bystander at the rim, and the
        partners count as *merged* (one segment on both sides); with no segment at all
-       they are *missing*.
+       they are *missing*. Either way the synapse cannot be assigned: credit 0.
     4. A segment's *span* is the length of the uniform rod with its variance along
        its principal axis, ``sqrt(12 * lambda_1 + s**2)`` (nm): the length of a
        straight neurite, less for a bent one, so a lower bound on how far it can be
-       followed in the block. A partner is traced if its span is at least
-       ``trace_nm = min(min_trace_nm, 0.75 * smallest block side)``.
-    5. ``traced_fraction`` = synapses with both partners traced / synapses;
+       followed in the block. A partner is followed over ``min(1, span / trace_nm)``
+       of the trace length ``trace_nm = min(min_trace_nm, 0.75 * smallest block
+       side)``; a synapse's credit is that of its shorter partner.
+    5. ``traced_fraction`` = mean credit of the synapses (a graded share: one voxel
+       more or less of a partner does not flip a synapse between traced and not);
        ``neurite_continuity = sum_s V_s * min(1, span_s / trace_nm) / sum_s V_s`` over
        segments ``s`` of volume ``V_s``: long, unbroken neurites give 1.
-    6. ``score = sqrt(neurite_continuity * traced_fraction)``; without synapses,
-       ``neurite_continuity`` (flagged: density alone is not damage, it varies by region).
+    6. ``visibility = min(1, synapses_per_um3 / reference_synapses_per_um3)``: the
+       synapses seen against those well-preserved tissue shows. It needs a block
+       where that tissue shows at least :data:`MIN_EXPECTED_SYNAPSES`; in a smaller
+       one it is not measured (NaN, flag ``"visibility_unmeasured"``) and left out of
+       the score.
+    7. ``score = sqrt(neurite_continuity * traced_fraction * visibility)``; a block
+       without synapses scores 0 (flag ``"no_synapses"``: none can be traced; in a
+       cell-body layer or white matter that is the region, not damage), or is not
+       valid (NaN) when it is too small to measure visibility.
 
     Parameters
     ----------
@@ -130,12 +169,19 @@ def synapse_traceability(
         Share of the voxels near the synapse the second partner must hold. On seeded
         synthetic neuropil the true second partner held at least 0.18 in 19 of 20
         synapses, a bystander at most 0.10.
+    reference_synapses_per_um3 : float, optional
+        Visible synapses per µm³ in well-preserved tissue of the kind scored, as the
+        synapse network detects them: :data:`REFERENCE_SYNAPSES_PER_UM3` (mammalian
+        cortex) by default. Denser neuropil needs its own: the committed network finds
+        at least 11.6 per µm³ in 9 of 10 blocks of the fly medulla cube's training part
+        (the value the validation benchmark uses).
 
     Returns
     -------
     SynapseTraceability
-        ``score`` 1 when neurites run long and every synapse's partners are distinct,
-        long segments; 0 when nothing can be followed. NaN with ``valid=False`` if the
+        ``score`` 1 when neurites run long, synapses are at least as dense as the
+        reference and every synapse's partners are distinct, long segments; 0 when
+        nothing can be followed or no synapse is seen. NaN with ``valid=False`` if the
         segmentation is empty.
 
     Raises
@@ -155,6 +201,9 @@ def synapse_traceability(
     .. [3] Buhmann J et al. (2021). Automatic detection of synaptic partners in a
        whole-brain Drosophila electron microscopy data set. Nat Methods 18:771-774
        (partners as the segments on either side of a detected synapse).
+    .. [4] DeFelipe J, Marco P, Busturia I, Merchan-Perez A (1999). Estimation of the
+       number of synapses in the cerebral cortex: methodological considerations.
+       Cereb Cortex 9:722-732.
 
     Examples
     --------
@@ -176,6 +225,9 @@ def synapse_traceability(
     min_volume = check_number("min_synapse_nm3", min_synapse_nm3, lo=0)
     reach = check_number("partner_reach_nm", partner_reach_nm, lo=0)
     min_share = check_number("min_partner_share", min_partner_share, lo=0, hi=0.5)
+    reference = check_number(
+        "reference_synapses_per_um3", reference_synapses_per_um3, lo=0, open_lo=True
+    )
     flags: list[str] = []
     if segmentation is None:
         from ..segmentation import segment  # here: segmentation may build on metrics
@@ -195,6 +247,12 @@ def synapse_traceability(
     sizes = np.bincount(blobs.ravel(), minlength=n_blobs + 1)[1:] * voxel_nm3
     keep = np.flatnonzero(sizes >= min_volume) + 1
     n_syn = len(keep)
+    density = n_syn / volume_um3
+    if reference * volume_um3 >= MIN_EXPECTED_SYNAPSES:
+        visibility = min(1.0, density / reference)
+    else:
+        visibility = math.nan
+        flags.append("visibility_unmeasured")
 
     # 4. Spans of all segments (continuity), looked up for the partners.
     ids, volumes, spans = segment_spans(labels, voxel)
@@ -204,7 +262,9 @@ def synapse_traceability(
             valid=False,
             flags=(*flags, "no_segments"),
             n_synapses=n_syn,
-            synapses_per_um3=n_syn / volume_um3,
+            synapses_per_um3=density,
+            visibility=visibility,
+            reference_synapses_per_um3=reference,
             trace_nm=trace,
         )
     continuity = float(np.sum(volumes * np.minimum(1.0, spans / trace)) / np.sum(volumes))
@@ -212,6 +272,7 @@ def synapse_traceability(
 
     # 3. and 5. Partners of each synapse.
     counts = {"traced": 0, "merged": 0, "missing": 0, "short": 0}
+    credit = 0.0
     slices = ndi.find_objects(blobs)
     for label in keep:
         pre, post = _partners(blobs, labels, label, slices[label - 1], voxel, reach, min_share)
@@ -219,22 +280,28 @@ def synapse_traceability(
             counts["missing"] += 1
         elif pre == post:
             counts["merged"] += 1
-        elif min(span_of[pre], span_of[post]) < trace:
+        elif (shorter := min(span_of[pre], span_of[post])) < trace:
             counts["short"] += 1
+            credit += shorter / trace
         else:
             counts["traced"] += 1
+            credit += 1.0
 
+    measured = math.isfinite(visibility)
     if n_syn == 0:
         flags.append("no_synapses")
-        traced, score = math.nan, continuity
+        traced, score = math.nan, 0.0 if measured else math.nan
     else:
-        traced = counts["traced"] / n_syn
-        score = math.sqrt(continuity * traced)
+        traced = credit / n_syn
+        score = math.sqrt(continuity * traced * (visibility if measured else 1.0))
     return SynapseTraceability(
-        score=float(np.clip(score, 0, 1)),
+        score=float(np.clip(score, 0, 1)) if math.isfinite(score) else math.nan,
+        valid=math.isfinite(score),
         flags=tuple(flags),
         n_synapses=n_syn,
-        synapses_per_um3=n_syn / volume_um3,
+        synapses_per_um3=density,
+        visibility=visibility,
+        reference_synapses_per_um3=reference,
         traced_fraction=traced,
         n_traced=counts["traced"],
         n_merged=counts["merged"],

@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from ..metrics import edema, imaging_quality, membrane_integrity, synapse_traceability
+from ..metrics import (
+    REFERENCE_SYNAPSES_PER_UM3,
+    edema,
+    imaging_quality,
+    membrane_integrity,
+    synapse_traceability,
+)
 
 __all__ = ["SCORES", "BlockScores", "score_block"]
 
@@ -71,6 +77,7 @@ def score_block(
     voxel_size_nm: tuple[float, float, float],
     maps: Mapping[str, np.ndarray] | None = None,
     predict: Predict | None = None,
+    synapse_reference_per_um3: float = REFERENCE_SYNAPSES_PER_UM3,
 ) -> BlockScores:
     """Score one block.
 
@@ -87,6 +94,9 @@ def score_block(
     predict : callable, optional
         ``predict(raw, voxel_size_nm) -> maps`` (default: the committed networks on
         their working grid, :func:`emqc.models._methods.predict_working_grid`).
+    synapse_reference_per_um3 : float, optional
+        Visible synapses per µm³ in well-preserved tissue of this kind (see
+        :func:`emqc.metrics.synapse_traceability`).
 
     Returns
     -------
@@ -125,7 +135,12 @@ def score_block(
     if "synapse" in maps and boundary is not None:
         record(
             "synapse_traceability",
-            synapse_traceability(maps["synapse"], boundary, voxel_size_nm=vox),
+            synapse_traceability(
+                maps["synapse"],
+                boundary,
+                voxel_size_nm=vox,
+                reference_synapses_per_um3=synapse_reference_per_um3,
+            ),
         )
     else:
         values["synapse_traceability"] = math.nan

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import uuid
@@ -36,6 +37,7 @@ from .. import __version__
 from .._atomic import publish_dir
 from .._compute import compute
 from ..errors import OutputExistsError, SamplingError
+from ..metrics import REFERENCE_SYNAPSES_PER_UM3
 from ..sampling import BlockList
 from ..sampling.volume import sample_volume
 from ..volume import Volume, open_volume
@@ -65,7 +67,12 @@ class ScoreRun:
 
 
 def _score_one(
-    volume: Volume, origin, shape, predict: Predict | None, torch_threads: int
+    volume: Volume,
+    origin,
+    shape,
+    predict: Predict | None,
+    torch_threads: int,
+    synapse_reference: float = REFERENCE_SYNAPSES_PER_UM3,
 ) -> BlockScores:  # type: ignore[no-untyped-def]
     if predict is None:
         import torch
@@ -75,7 +82,12 @@ def _score_one(
         # otherwise leave torch at 1 thread or at all cores per block).
         torch.set_num_threads(torch_threads)
     raw = volume.read(tuple(origin), tuple(shape))
-    return score_block(raw, voxel_size_nm=volume.voxel_size_nm, predict=predict)
+    return score_block(
+        raw,
+        voxel_size_nm=volume.voxel_size_nm,
+        predict=predict,
+        synapse_reference_per_um3=synapse_reference,
+    )
 
 
 def score_volume(
@@ -90,6 +102,7 @@ def score_volume(
     all_blocks: bool = False,
     thresholds: Thresholds | None = None,
     predict: Predict | None = None,
+    synapse_reference_per_um3: float = REFERENCE_SYNAPSES_PER_UM3,
     overwrite: bool = False,
     progress: bool = True,
 ) -> ScoreRun:
@@ -120,6 +133,9 @@ def score_volume(
         Verdict thresholds (default :class:`Thresholds`).
     predict : callable, optional
         ``predict(raw, voxel_size_nm) -> maps``; default: the committed networks.
+    synapse_reference_per_um3 : float, optional
+        Visible synapses per µm³ in well-preserved tissue of the kind scored (see
+        :func:`emqc.metrics.synapse_traceability`); recorded in the summary.
     overwrite : bool, optional
         Replace ``out`` (the old folder stays until the new one is complete).
     progress : bool, optional
@@ -136,6 +152,11 @@ def score_volume(
         )
     vol = volume if isinstance(volume, Volume) else open_volume(volume)
     thresholds = thresholds or Thresholds()
+    if not (math.isfinite(synapse_reference_per_um3) and synapse_reference_per_um3 > 0):
+        raise ValueError(
+            f"synapse_reference_per_um3 must be a positive number of synapses per µm³, got "
+            f"{synapse_reference_per_um3!r}"
+        )
     out = Path(out).absolute()
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} already exists. Choose another --out, or pass --overwrite.")
@@ -170,7 +191,12 @@ def score_volume(
 
     tasks = [
         dask.delayed(_score_one)(
-            vol, b.origin_vox, b.shape_vox, predict, _torch_threads(len(blocks.blocks))
+            vol,
+            b.origin_vox,
+            b.shape_vox,
+            predict,
+            _torch_threads(len(blocks.blocks)),
+            synapse_reference_per_um3,
         )
         for b in blocks.blocks
     ]
@@ -178,7 +204,8 @@ def score_volume(
         compute(tasks, label=f"Scoring {len(tasks)} blocks of {vol.path.name}", progress=progress)
     )
     summary = dict(summarize_blocks(scores, thresholds=thresholds, seed=blocks.seed % 2**63))
-    _write(out, vol, blocks, scores, summary, thresholds, selection)
+    settings = {"synapse_reference_per_um3": float(synapse_reference_per_um3)}
+    _write(out, vol, blocks, scores, summary, thresholds, selection, settings)
     return ScoreRun(out, blocks, scores, summary, out / SCORE_MAP if all_blocks else None)
 
 
@@ -206,7 +233,7 @@ def block_rows(
     return rows
 
 
-def _write(out, vol, blocks, scores, summary, thresholds, selection) -> None:  # type: ignore[no-untyped-def]
+def _write(out, vol, blocks, scores, summary, thresholds, selection, settings=None) -> None:  # type: ignore[no-untyped-def]
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
@@ -231,6 +258,8 @@ def _write(out, vol, blocks, scores, summary, thresholds, selection) -> None:  #
             "n_blocks": len(blocks.blocks),
             "block_shape_vox": list(blocks.parameters.block_shape_vox),
             "thresholds": thresholds.to_dict(),
+            "metric_settings": settings
+            or {"synapse_reference_per_um3": REFERENCE_SYNAPSES_PER_UM3},
             "scores": {name: summary[name].to_dict() for name in SCORES},
             "n_too_poor_to_judge": sum(s.too_poor_to_judge for s in scores),
             "models": _model_digests(),
