@@ -26,9 +26,9 @@ __all__ = [
     "synapse_traceability",
 ]
 
-#: Default density of visible synapses in well-preserved neuropil (per µm³): the low end
-#: of the 0.7-1 per µm³ of mammalian cortex (DeFelipe et al. 1999). Set it from well-preserved tissue of
-#: the region and species scored (see ``reference_synapses_per_um3``).
+#: Default density of visible synapses in well-preserved neuropil (per µm³): the low
+#: end of the 0.7-1 per µm³ of mammalian cortex (DeFelipe et al. 1999). Set it from
+#: well-preserved tissue of the region and species scored.
 REFERENCE_SYNAPSES_PER_UM3 = 1.0
 
 #: Visibility is measured only in blocks where well-preserved tissue would show at least
@@ -172,7 +172,7 @@ def synapse_traceability(
     reference_synapses_per_um3 : float, optional
         Visible synapses per µm³ in well-preserved tissue of the kind scored, as the
         synapse network detects them: :data:`REFERENCE_SYNAPSES_PER_UM3` (mammalian
-        cortex) by default. Denser neuropil needs its own: the committed network finds
+        cortex [4]_) by default. Denser neuropil needs its own: the committed network finds
         at least 11.6 per µm³ in 9 of 10 blocks of the fly medulla cube's training part
         (the value the validation benchmark uses).
 
@@ -182,7 +182,8 @@ def synapse_traceability(
         ``score`` 1 when neurites run long, synapses are at least as dense as the
         reference and every synapse's partners are distinct, long segments; 0 when
         nothing can be followed or no synapse is seen. NaN with ``valid=False`` if the
-        segmentation is empty.
+        segmentation is empty, or if no synapse is seen in a block too small to
+        expect :data:`MIN_EXPECTED_SYNAPSES`.
 
     Raises
     ------
