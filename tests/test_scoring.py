@@ -28,9 +28,22 @@ def perfect_maps(vol) -> dict[str, np.ndarray]:
 
 def test_block_scores_from_perfect_maps_are_in_range_and_good(tissue):
     s = score_block(tissue.image, voxel_size_nm=(10.0, 10.0, 10.0), maps=perfect_maps(tissue))
-    assert s.membrane_integrity > 0.8 and s.edema < 0.1
-    assert 0 <= s.synapse_traceability <= 1 and 0 <= s.imaging_quality <= 1
+    assert s.membrane_integrity > 0.8 and s.edema < 0.1 and 0 <= s.imaging_quality <= 1
     assert not s.too_poor_to_judge
+    # 0.44 um^3 at the default 1 synapse per um^3: too small to measure visibility.
+    assert "synapse_traceability:visibility_unmeasured" in s.flags
+    assert 0 <= s.synapse_traceability <= 1 or (
+        math.isnan(s.synapse_traceability) and "synapse_traceability:no_synapses" in s.flags
+    )
+    # Dense synapses against a reference the block can measure: traced and good.
+    dense = synthetic_neuropil(
+        (64, 128, 128), voxel_size_nm=10.0, seed=1, params=NeuropilParams(synapse_density_per_um3=4)
+    )  # 3 synapses of at least 1e5 nm^3 in 1.05 um^3
+    s = score_block(dense.image, voxel_size_nm=(10.0, 10.0, 10.0), maps=perfect_maps(dense),
+                    synapse_reference_per_um3=3.0)  # fmt: skip
+    assert not any("visibility_unmeasured" in f for f in s.flags)
+    assert s.details["synapse_traceability"]["visibility"] > 0.9
+    assert 0.9 < s.synapse_traceability <= 1
     row = s.row()
     assert set(row) >= {
         "membrane_integrity",
