@@ -85,6 +85,23 @@ def test_existing_output_needs_overwrite(volume, tmp_path):
                      predict=intensity_maps, progress=False)  # fmt: skip
 
 
+@pytest.mark.parametrize("bad", [0.0, -2.0, float("nan")])
+def test_bad_synapse_reference_is_refused_before_any_block(volume, tmp_path, bad):
+    with pytest.raises(ValueError, match="synapse_reference_per_um3"):
+        score_volume(volume, out=tmp_path / "s", n=2, seed=1, block_vox=(16, 16, 16),
+                     predict=intensity_maps, progress=False,
+                     synapse_reference_per_um3=bad)  # fmt: skip
+    assert not (tmp_path / "s").exists()
+
+
+def test_synapse_reference_is_recorded_in_the_summary(volume, tmp_path):
+    run = score_volume(volume, out=tmp_path / "s", n=2, seed=1, block_vox=(16, 16, 16),
+                       predict=intensity_maps, progress=False,
+                       synapse_reference_per_um3=12.5)  # fmt: skip
+    doc = json.loads((run.out / "summary.json").read_text())
+    assert doc["metric_settings"] == {"synapse_reference_per_um3": 12.5}
+
+
 def test_cli_scores_a_block_list_with_the_committed_network(volume, tmp_path):
     blocks = sample_volume(volume, n=2, seed=5, block_vox=(32, 32, 32))
     write_block_list(blocks, tmp_path / "b.json")

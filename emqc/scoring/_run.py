@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import shutil
 import uuid
@@ -38,6 +37,7 @@ from .._atomic import publish_dir
 from .._compute import compute
 from ..errors import OutputExistsError, SamplingError
 from ..metrics import REFERENCE_SYNAPSES_PER_UM3
+from ..metrics._common import check_number
 from ..sampling import BlockList
 from ..sampling.volume import sample_volume
 from ..volume import Volume, open_volume
@@ -72,7 +72,7 @@ def _score_one(
     shape,
     predict: Predict | None,
     torch_threads: int,
-    synapse_reference: float = REFERENCE_SYNAPSES_PER_UM3,
+    synapse_reference: float,
 ) -> BlockScores:  # type: ignore[no-untyped-def]
     if predict is None:
         import torch
@@ -152,11 +152,8 @@ def score_volume(
         )
     vol = volume if isinstance(volume, Volume) else open_volume(volume)
     thresholds = thresholds or Thresholds()
-    if not (math.isfinite(synapse_reference_per_um3) and synapse_reference_per_um3 > 0):
-        raise ValueError(
-            f"synapse_reference_per_um3 must be a positive number of synapses per µm³, got "
-            f"{synapse_reference_per_um3!r}"
-        )
+    # refused before any work, as the metric would refuse it on every block
+    check_number("synapse_reference_per_um3", synapse_reference_per_um3, lo=0, open_lo=True)
     out = Path(out).absolute()
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} already exists. Choose another --out, or pass --overwrite.")
@@ -204,8 +201,7 @@ def score_volume(
         compute(tasks, label=f"Scoring {len(tasks)} blocks of {vol.path.name}", progress=progress)
     )
     summary = dict(summarize_blocks(scores, thresholds=thresholds, seed=blocks.seed % 2**63))
-    settings = {"synapse_reference_per_um3": float(synapse_reference_per_um3)}
-    _write(out, vol, blocks, scores, summary, thresholds, selection, settings)
+    _write(out, vol, blocks, scores, summary, thresholds, selection, synapse_reference_per_um3)
     return ScoreRun(out, blocks, scores, summary, out / SCORE_MAP if all_blocks else None)
 
 
@@ -233,7 +229,16 @@ def block_rows(
     return rows
 
 
-def _write(out, vol, blocks, scores, summary, thresholds, selection, settings=None) -> None:  # type: ignore[no-untyped-def]
+def _write(  # type: ignore[no-untyped-def]
+    out,
+    vol,
+    blocks,
+    scores,
+    summary,
+    thresholds,
+    selection,
+    synapse_reference_per_um3=REFERENCE_SYNAPSES_PER_UM3,
+) -> None:
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
@@ -258,8 +263,7 @@ def _write(out, vol, blocks, scores, summary, thresholds, selection, settings=No
             "n_blocks": len(blocks.blocks),
             "block_shape_vox": list(blocks.parameters.block_shape_vox),
             "thresholds": thresholds.to_dict(),
-            "metric_settings": settings
-            or {"synapse_reference_per_um3": REFERENCE_SYNAPSES_PER_UM3},
+            "metric_settings": {"synapse_reference_per_um3": float(synapse_reference_per_um3)},
             "scores": {name: summary[name].to_dict() for name in SCORES},
             "n_too_poor_to_judge": sum(s.too_poor_to_judge for s in scores),
             "models": _model_digests(),
