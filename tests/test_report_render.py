@@ -82,7 +82,7 @@ def hand_scored(out: Path, values: list[tuple[float, float, float]], *, poor=())
     blocks = block_list("/data/B.ome.zarr", "ab" * 32, origins, seed=11)
     summary = dict(summarize_blocks(scores, thresholds=Thresholds(), seed=11))
     vol = SimpleNamespace(path=Path("/data/B.ome.zarr"), root_digest="ab" * 32)
-    _write(out, vol, blocks, scores, summary, Thresholds(), "block-list")
+    _write(out, vol, blocks, scores, summary, Thresholds(), "block-list", {"polarity": "auto"})
     return out
 
 

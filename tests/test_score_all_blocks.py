@@ -243,7 +243,9 @@ def test_cli_all_blocks_writes_the_score_map(volume, tmp_path, monkeypatch):
     import emqc.models._methods
 
     # the stand-in predictor instead of the committed networks, to keep this fast
-    monkeypatch.setattr(emqc.models._methods, "predict_working_grid", intensity_maps)
+    monkeypatch.setattr(
+        emqc.models._methods, "predict_working_grid", lambda raw, vox, **_: intensity_maps(raw, vox)
+    )
     result = CliRunner().invoke(
         cli,
         [

@@ -99,7 +99,7 @@ def test_synapse_reference_is_recorded_in_the_summary(volume, tmp_path):
                        predict=intensity_maps, progress=False,
                        synapse_reference_per_um3=12.5)  # fmt: skip
     doc = json.loads((run.out / "summary.json").read_text())
-    assert doc["metric_settings"] == {"synapse_reference_per_um3": 12.5}
+    assert doc["metric_settings"] == {"synapse_reference_per_um3": 12.5, "polarity": "auto"}
 
 
 def test_cli_scores_a_block_list_with_the_committed_network(volume, tmp_path):

@@ -44,6 +44,15 @@ from ._options import Triple, open_custody, study_options
     help="Visible synapses per µm³ in well-preserved tissue of this kind (mammalian cortex "
     "by default; measure it on a well-preserved reference of the region and species).",
 )
+@click.option(
+    "--polarity",
+    type=click.Choice(["auto", "dark", "bright"]),
+    default="auto",
+    show_default=True,
+    help="Contrast polarity: detected per block by the network (auto), or declared: dark "
+    "membranes (TEM-like, as most FIB-SEM) or bright membranes (backscatter SBEM; inverted "
+    "before scoring).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
 @click.option("--no-progress", is_flag=True, help="Do not show progress bars.")
 @study_options
@@ -57,6 +66,7 @@ def score(  # type: ignore[no-untyped-def]
     block_um,
     block_vox,
     synapse_reference,
+    polarity,
     overwrite,
     no_progress,
     study,
@@ -105,7 +115,7 @@ def score(  # type: ignore[no-untyped-def]
     custody = open_custody(study, key, volume)
     run = score_volume(
         volume, out=out, blocks=blocks, n=n, seed=seed, block_um=block_um, block_vox=block_vox,
-        all_blocks=all_blocks, synapse_reference_per_um3=synapse_reference,
+        all_blocks=all_blocks, synapse_reference_per_um3=synapse_reference, polarity=polarity,
         overwrite=overwrite, progress=not no_progress,
     )  # fmt: skip
     how = "all grid blocks inside tissue" if all_blocks else f"seed {run.blocks.seed}"

@@ -48,6 +48,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..metrics._imaging import noise_sigma
+from ..polarity import POLARITY_MARGIN, Polarity, Prediction, membrane_confidence, probe_box
 from ._augment import to_unit
 from ._train import WEIGHTS_DIR, load_network
 from ._unet import UNet
@@ -185,7 +186,8 @@ class Predictor:
         *,
         voxel_size_nm: tuple[float, float, float],
         native_grid: bool = True,
-    ) -> dict[str, np.ndarray]:
+        detect_polarity: bool = False,
+    ) -> Prediction:
         """Probability map per head for one block.
 
         Parameters
@@ -196,10 +198,17 @@ class Predictor:
             Resample the maps back to ``raw``'s grid (default). False returns them on
             the network's working grid (the same block, ``round(raw.shape * zoom)``
             voxels), which is what the metrics need and saves the resampling.
+        detect_polarity : bool, optional
+            Judge the block's contrast polarity first and invert a bright-membrane block
+            (:mod:`emqc.polarity`; costs one more pass over a probe of at most
+            :data:`~emqc.polarity.PROBE_EDGE` voxels per axis, none for blocks
+            that small). False (default) uses the block as recorded.
 
         Returns
         -------
-        dict of str to (Z, Y, X) ndarray of float32 in [0, 1]
+        Prediction
+            dict of str to (Z, Y, X) ndarray of float32 in [0, 1], with ``.polarity``
+            (:class:`~emqc.polarity.Polarity`) set when it was detected.
 
         Raises
         ------
@@ -220,13 +229,17 @@ class Predictor:
         threads = self.threads or torch.get_num_threads()
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
+        polarity = None
         try:
             with torch.inference_mode():
-                logits = self._tiled(image) if self.net.config.dims == 3 else self._sections(image)
+                logits = self._logits(image)
+                if detect_polarity:
+                    logits, polarity = self._settle_polarity(image, logits)
         finally:
             torch.set_num_threads(previous)
         probs = 1.0 / (1.0 + np.exp(-logits))
-        out = {}
+        out = Prediction()
+        out.polarity = polarity
         for i, head in enumerate(self.heads):
             p = probs[i]
             if native_grid and p.shape != raw.shape:
@@ -234,6 +247,49 @@ class Predictor:
                                  grid_mode=True, mode="nearest")  # fmt: skip
             out[head] = np.clip(p, 0.0, 1.0).astype(np.float32)
         return out
+
+    def polarity_margin(self, image: np.ndarray, logits: np.ndarray) -> tuple[float, np.ndarray]:
+        """Membrane confidence of ``image`` as recorded minus inverted, on the central probe.
+
+        ``image`` is the block at working resolution in [0, 1] and ``logits`` the
+        network's output for it. Returns the margin and the inverted probe's logits
+        (those of the whole inverted image when the probe is the whole image).
+        """
+        dims = self.net.config.dims
+        box = probe_box(image.shape, dims=dims)
+        inverted = self._logits(1.0 - image[box])
+        # Away from the probe's own faces (where it lacks the context the block has),
+        # unless the probe is the whole block on that axis.
+        inner = tuple(
+            slice(0, b.stop - b.start)
+            if b.stop - b.start == n or (dims == 2 and a == 0)
+            else slice(self.halo, b.stop - b.start - self.halo)
+            for a, (b, n) in enumerate(zip(box, image.shape, strict=True))
+        )
+        head = self.heads.index("boundary" if "boundary" in self.heads else "membrane")
+
+        def confidence(lg: np.ndarray) -> float:
+            return membrane_confidence(1.0 / (1.0 + np.exp(-lg[head][inner])))
+
+        as_recorded = logits[(slice(None), *box)]
+        return confidence(as_recorded) - confidence(inverted), inverted
+
+    def _settle_polarity(
+        self, image: np.ndarray, logits: np.ndarray
+    ) -> tuple[np.ndarray, Polarity]:
+        margin, inverted = self.polarity_margin(image, logits)
+        polarity = Polarity(
+            inverted=margin < -POLARITY_MARGIN,
+            source="detected",
+            margin=round(margin, 6),
+            uncertain=abs(margin) < POLARITY_MARGIN,
+        )
+        if polarity.inverted:
+            logits = inverted if inverted.shape[1:] == image.shape else self._logits(1.0 - image)
+        return logits, polarity
+
+    def _logits(self, image: np.ndarray) -> np.ndarray:
+        return self._tiled(image) if self.net.config.dims == 3 else self._sections(image)
 
     def smoothing_sigma(self, raw: np.ndarray) -> float:
         """Gaussian sigma (voxels) that brings ``raw``'s noise to ``max_relative_noise``; 0: none."""

@@ -14,6 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from ..errors import InputError
+from ..polarity import Prediction
 from ._infer import FIBSEM_MAX_RELATIVE_NOISE, Predictor
 
 __all__ = ["check_voxel_size", "predict", "predict_working_grid", "predictor"]
@@ -50,26 +51,29 @@ def predict(
     dataset: str = "",
     *,
     native_grid: bool = True,
-) -> dict[str, np.ndarray]:
+    detect_polarity: bool = False,
+) -> Prediction:
     """Probability maps for a block; ``dataset`` is ignored (the choice follows the voxel size).
 
     With ``native_grid=False`` the maps stay on the network's working grid (see
-    :meth:`Predictor.predict`); scoring reads them there.
+    :meth:`Predictor.predict`); scoring reads them there. ``detect_polarity``: judge
+    the block's contrast polarity first (:mod:`emqc.polarity`; the result is
+    the maps' ``.polarity``).
     """
+    options = {"voxel_size_nm": voxel_size_nm, "native_grid": native_grid,
+               "detect_polarity": detect_polarity}  # fmt: skip
     if _network_for(voxel_size_nm) == "sections2d":
-        maps = predictor("sections2d").predict(
-            raw, voxel_size_nm=voxel_size_nm, native_grid=native_grid
+        maps = predictor("sections2d").predict(raw, **options)
+        out = Prediction(
+            boundary=maps["membrane"], synapse=maps["synapse"], extracellular=maps["extracellular"]
         )
-        return {
-            "boundary": maps["membrane"],
-            "synapse": maps["synapse"],
-            "extracellular": maps["extracellular"],
-        }
-    return predictor("fibsem3d").predict(raw, voxel_size_nm=voxel_size_nm, native_grid=native_grid)
+        out.polarity = maps.polarity
+        return out
+    return predictor("fibsem3d").predict(raw, **options)
 
 
 def predict_working_grid(
-    raw: np.ndarray, voxel_size_nm: tuple[float, float, float]
-) -> dict[str, np.ndarray]:
+    raw: np.ndarray, voxel_size_nm: tuple[float, float, float], *, detect_polarity: bool = False
+) -> Prediction:
     """:func:`predict` with the maps on the network's working grid (scoring's default)."""
-    return predict(raw, voxel_size_nm, native_grid=False)
+    return predict(raw, voxel_size_nm, native_grid=False, detect_polarity=detect_polarity)

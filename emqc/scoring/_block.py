@@ -26,6 +26,7 @@ from ..metrics import (
     membrane_integrity,
     synapse_traceability,
 )
+from ..polarity import POLARITIES, Polarity, Prediction, inverted
 
 __all__ = ["SCORES", "BlockScores", "score_block"]
 
@@ -78,6 +79,7 @@ def score_block(
     maps: Mapping[str, np.ndarray] | None = None,
     predict: Predict | None = None,
     synapse_reference_per_um3: float = REFERENCE_SYNAPSES_PER_UM3,
+    polarity: str = "auto",
 ) -> BlockScores:
     """Score one block.
 
@@ -97,6 +99,13 @@ def score_block(
     synapse_reference_per_um3 : float, optional
         Visible synapses per µm³ in well-preserved tissue of this kind (see
         :func:`emqc.metrics.synapse_traceability`).
+    polarity : {"auto", "dark", "bright"}, optional
+        Contrast polarity of ``raw``. ``"dark"``: membranes darker than cytoplasm
+        (TEM-like), used as recorded; ``"bright"``: inverted (``255 - raw``) before
+        anything reads it; ``"auto"`` (default): the default networks judge it per
+        block and invert a bright-membrane block (:mod:`emqc.polarity`;
+        flags ``imaging_quality:inverted_contrast`` or ``imaging_quality:polarity_uncertain``).
+        A custom ``predict`` or given ``maps`` see the block as recorded under ``"auto"``.
 
     Returns
     -------
@@ -104,12 +113,22 @@ def score_block(
     """
     if raw.ndim != 3:
         raise ValueError(f"raw must be a (Z, Y, X) block, got shape {raw.shape}")
+    if polarity not in POLARITIES:
+        raise ValueError(f"polarity must be one of {', '.join(POLARITIES)}, got {polarity!r}")
+    settled = None
+    if polarity == "bright":
+        raw, settled = inverted(raw), Polarity(inverted=True, source="declared")
     if maps is None:
         if predict is None:
             from ..models._methods import predict_working_grid
 
-            predict = predict_working_grid
-        maps = predict(raw, voxel_size_nm)
+            maps = predict_working_grid(raw, voxel_size_nm, detect_polarity=polarity == "auto")
+            if isinstance(maps, Prediction) and maps.polarity is not None:
+                settled = maps.polarity
+                if settled.inverted:
+                    raw = inverted(raw)
+        else:
+            maps = predict(raw, voxel_size_nm)
     raw_vox = tuple(float(v) for v in voxel_size_nm)
     vox, raw_on_maps = _map_grid(raw, raw_vox, maps)
     flags: list[str] = []
@@ -148,6 +167,12 @@ def score_block(
     quality = imaging_quality(raw, voxel_size_nm=raw_vox)
     details["imaging_quality"] = quality.to_dict()
     flags.extend(f"imaging_quality:{f}" for f in quality.flags)
+    if settled is not None:
+        details["polarity"] = settled.to_dict()
+        if settled.inverted:
+            flags.append("imaging_quality:inverted_contrast")
+        if settled.uncertain:
+            flags.append("imaging_quality:polarity_uncertain")
     return BlockScores(
         membrane_integrity=values["membrane_integrity"],
         edema=values["edema"],

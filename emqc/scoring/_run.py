@@ -38,6 +38,7 @@ from .._compute import compute
 from ..errors import OutputExistsError, SamplingError
 from ..metrics import REFERENCE_SYNAPSES_PER_UM3
 from ..metrics._common import check_number
+from ..polarity import POLARITIES
 from ..sampling import BlockList
 from ..sampling.volume import sample_volume
 from ..volume import Volume, open_volume
@@ -73,6 +74,7 @@ def _score_one(
     predict: Predict | None,
     torch_threads: int,
     synapse_reference: float,
+    polarity: str,
 ) -> BlockScores:  # type: ignore[no-untyped-def]
     if predict is None:
         import torch
@@ -87,6 +89,7 @@ def _score_one(
         voxel_size_nm=volume.voxel_size_nm,
         predict=predict,
         synapse_reference_per_um3=synapse_reference,
+        polarity=polarity,
     )
 
 
@@ -103,6 +106,7 @@ def score_volume(
     thresholds: Thresholds | None = None,
     predict: Predict | None = None,
     synapse_reference_per_um3: float = REFERENCE_SYNAPSES_PER_UM3,
+    polarity: str = "auto",
     overwrite: bool = False,
     progress: bool = True,
 ) -> ScoreRun:
@@ -136,6 +140,10 @@ def score_volume(
     synapse_reference_per_um3 : float, optional
         Visible synapses per µm³ in well-preserved tissue of the kind scored (see
         :func:`emqc.metrics.synapse_traceability`); recorded in the summary.
+    polarity : {"auto", "dark", "bright"}, optional
+        Contrast polarity of the volume: detected per block (default), or declared
+        (``"dark"``: membranes darker than cytoplasm; ``"bright"``: inverted before
+        scoring); see :func:`~emqc.scoring.score_block`. Recorded in the summary.
     overwrite : bool, optional
         Replace ``out`` (the old folder stays until the new one is complete).
     progress : bool, optional
@@ -154,6 +162,8 @@ def score_volume(
     thresholds = thresholds or Thresholds()
     # refused before any work, as the metric would refuse it on every block
     check_number("synapse_reference_per_um3", synapse_reference_per_um3, lo=0, open_lo=True)
+    if polarity not in POLARITIES:
+        raise ValueError(f"polarity must be one of {', '.join(POLARITIES)}, got {polarity!r}")
     out = Path(out).absolute()
     if out.exists() and not overwrite:
         raise OutputExistsError(f"{out} already exists. Choose another --out, or pass --overwrite.")
@@ -194,6 +204,7 @@ def score_volume(
             predict,
             _torch_threads(len(blocks.blocks)),
             synapse_reference_per_um3,
+            polarity,
         )
         for b in blocks.blocks
     ]
@@ -201,7 +212,8 @@ def score_volume(
         compute(tasks, label=f"Scoring {len(tasks)} blocks of {vol.path.name}", progress=progress)
     )
     summary = dict(summarize_blocks(scores, thresholds=thresholds, seed=blocks.seed % 2**63))
-    _write(out, vol, blocks, scores, summary, thresholds, selection, synapse_reference_per_um3)
+    settings = {"synapse_reference_per_um3": float(synapse_reference_per_um3), "polarity": polarity}
+    _write(out, vol, blocks, scores, summary, thresholds, selection, settings)
     return ScoreRun(out, blocks, scores, summary, out / SCORE_MAP if all_blocks else None)
 
 
@@ -237,7 +249,7 @@ def _write(  # type: ignore[no-untyped-def]
     summary,
     thresholds,
     selection,
-    synapse_reference_per_um3=REFERENCE_SYNAPSES_PER_UM3,
+    metric_settings,
 ) -> None:
     import pyarrow as pa
     import pyarrow.csv as pacsv
@@ -263,7 +275,7 @@ def _write(  # type: ignore[no-untyped-def]
             "n_blocks": len(blocks.blocks),
             "block_shape_vox": list(blocks.parameters.block_shape_vox),
             "thresholds": thresholds.to_dict(),
-            "metric_settings": {"synapse_reference_per_um3": float(synapse_reference_per_um3)},
+            "metric_settings": metric_settings,
             "scores": {name: summary[name].to_dict() for name in SCORES},
             "n_too_poor_to_judge": sum(s.too_poor_to_judge for s in scores),
             "models": _model_digests(),
