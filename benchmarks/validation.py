@@ -24,7 +24,10 @@ the physically motivated models of :mod:`emqc.damage`, at known severities:
    0.25-1 (first seed only): the largest change of each preservation score from the undamaged part
    (same seed, same blocks). Target: < 0.1 wherever imaging quality does not flag
    the blocks as too poor to judge (flagged blocks are left out of a sample's
-   summary by ``emqc score``); flagged conditions are listed separately.
+   summary by ``emqc score``); flagged conditions are listed separately, and so are
+   blocks on which a score was not judged (synapse traceability below
+   :data:`emqc.scoring.SYNAPSE_MIN_SNR`): a condition's score is the mean of the
+   blocks that were judged.
 
 Prints Markdown tables and writes ``DIR/validation.json`` (every score of every
 condition, rho values, machine, timings).
@@ -202,6 +205,12 @@ def artifact_shifts(result: dict) -> dict:  # type: ignore[no-untyped-def]
                 "flagged_severities": sorted(
                     {c["severity"] for c in rows if c["too_poor_to_judge"]}
                 ),
+                # blocks on which this score was not judged (NaN with a flag), by severity
+                "unjudged_blocks": {
+                    str(c["severity"]): n
+                    for c in rows
+                    if (n := int(np.isnan(c[f"{score}_blocks"]).sum()))
+                },
             }
     return out
 
@@ -241,8 +250,11 @@ def markdown(result: dict, rhos: dict, shifts: dict) -> str:  # type: ignore[no-
         cells = []
         for s in SCORES:
             v = shifts[f"{artifact}/{s}"]
+            unjudged = ", ".join(f"{n} at {sev}" for sev, n in v["unjudged_blocks"].items())
             cells.append(
-                f"{v['judged']:.3f}" + (f" (all {v['all']:.3f})" if v["all"] != v["judged"] else "")
+                f"{v['judged']:.3f}"
+                + (f" (all {v['all']:.3f})" if v["all"] != v["judged"] else "")
+                + (f" (blocks not judged: {unjudged})" if unjudged else "")
             )
         flagged = shifts[f"{artifact}/{SCORES[0]}"]["flagged_severities"]
         lines.append(

@@ -147,3 +147,40 @@ def test_bad_input():
         summarize(np.zeros((2, 2)), threshold=0.5, higher_is_better=True)
     with pytest.raises(ValueError, match="confidence"):
         summarize([0.5], threshold=0.5, higher_is_better=True, confidence=1.5)
+
+
+@pytest.mark.parametrize(("noise", "seed"), [(0.0, 0), (0.3, 1), (0.8, 2), (1.2, 3), (3.0, 4)])
+def test_synapse_traceability_is_judged_only_above_the_snr_limit(noise, seed):
+    from emqc.scoring import SYNAPSE_MIN_SNR
+
+    dense = _dense()
+    rng = np.random.default_rng(seed)
+    img = dense.image.astype(np.float64)
+    noisy = np.clip(img + rng.normal(0, noise * img.std(), img.shape), 0, 255).astype(np.uint8)
+    # the same perfect maps: only the image's noise differs
+    s = score_block(noisy, voxel_size_nm=(10.0, 10.0, 10.0), maps=perfect_maps(dense),
+                    synapse_reference_per_um3=3.0)  # fmt: skip
+    snr = s.details["imaging_quality"]["snr"]
+    measured = s.details["synapse_traceability"]["score"]
+    assert 0.9 < measured <= 1  # still computed, and kept in the details
+    assert s.membrane_integrity > 0.8  # the other scores stay judged
+    if noise == 0:
+        assert snr > SYNAPSE_MIN_SNR
+    if noise == 3.0:
+        assert snr < SYNAPSE_MIN_SNR
+    if snr < SYNAPSE_MIN_SNR:
+        assert math.isnan(s.synapse_traceability)
+        assert "synapse_traceability:too_noisy" in s.flags
+    else:
+        assert s.synapse_traceability == measured
+        assert "synapse_traceability:too_noisy" not in s.flags
+
+
+_DENSE = []
+
+
+def _dense():
+    if not _DENSE:
+        _DENSE.append(synthetic_neuropil((64, 128, 128), voxel_size_nm=10.0, seed=1,
+                                         params=NeuropilParams(synapse_density_per_um3=4)))  # fmt: skip
+    return _DENSE[0]
