@@ -85,6 +85,24 @@ def test_a_rerun_redoes_nothing_and_changes_no_byte(good_study, client):
     assert output_digests(good_study.parent / "out") == before
 
 
+def test_changed_scoring_settings_rescore_the_blocks_and_are_recorded(good_study, client):
+    out = good_study.parent / "out"
+    run(good_study, client)
+    first = json.loads((out / "samples/a/summary.json").read_text())
+    assert first["metric_settings"] == {"polarity": "auto", "synapse_reference_per_um3": 1.0}
+    text = good_study.read_text().replace("samples:", "polarity: bright\nsamples:", 1)
+    good_study.write_text(text)
+    again = run(good_study, client)
+    assert [s.ran.get("score", 0) for s in again.samples] == [3, 2]
+    assert all("ingest" not in s.ran and "sample" not in s.ran for s in again.samples)
+    doc = json.loads((out / "samples/a/summary.json").read_text())
+    assert doc["metric_settings"]["polarity"] == "bright"
+    unit = json.loads(sorted((out / "samples/a/scores").glob("*.json"))[0].read_text())
+    assert unit["inputs"]["metric_settings"]["polarity"] == "bright"
+    # inverted before the stand-in maps: every block says so
+    assert "imaging_quality:inverted_contrast" in unit["scores"]["flags"]
+
+
 def test_altered_outputs_are_redone_not_trusted(good_study, client):
     out = good_study.parent / "out"
     run(good_study, client)

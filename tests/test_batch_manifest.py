@@ -51,6 +51,21 @@ def test_defaults_name_and_block_count(tmp_path):
 ONE = "{id: a, source: a.h5:/r, voxel_size_nm: [8, 8, 8]}"
 
 
+def test_scoring_settings_default_per_study_and_per_sample(tmp_path):
+    text = (
+        "output: o\npolarity: dark\nsynapse_reference_per_um3: 12\nsamples:\n"
+        "  - {id: a, source: a.h5:/r, voxel_size_nm: [8, 8, 8]}\n"
+        "  - {id: b, source: b.h5:/r, voxel_size_nm: [8, 8, 8], polarity: bright}\n"
+        "  - {id: c, source: c.h5:/r, voxel_size_nm: [8, 8, 8], synapse_reference_per_um3: 2.5}\n"
+    )
+    a, b, c = read_study_manifest(write(tmp_path, text)).samples
+    assert a.metric_settings == {"polarity": "dark", "synapse_reference_per_um3": 12.0}
+    assert b.metric_settings == {"polarity": "bright", "synapse_reference_per_um3": 12.0}
+    assert c.metric_settings == {"polarity": "dark", "synapse_reference_per_um3": 2.5}
+    plain = read_study_manifest(write(tmp_path, f"output: o\nsamples: [{ONE}]")).samples[0]
+    assert plain.metric_settings == {"polarity": "auto", "synapse_reference_per_um3": 1.0}
+
+
 @pytest.mark.parametrize(
     ("text", "needles"),
     [
@@ -91,6 +106,23 @@ ONE = "{id: a, source: a.h5:/r, voxel_size_nm: [8, 8, 8]}"
             ["is not valid YAML"],
         ),
         ("- just\n- a list", ["the top level must be a mapping"]),
+        (
+            f"output: o\npolarity: white\nsamples: [{ONE}]",
+            ["polarity must be one of auto, dark, bright, got 'white'"],
+        ),
+        (
+            "output: o\nsamples: [{id: a, source: a.h5, voxel_size_nm: [8, 8, 8], polarity: Dark}]",
+            ["samples[0].polarity must be one of auto, dark, bright"],
+        ),
+        (
+            f"output: o\nsynapse_reference_per_um3: 0\nsamples: [{ONE}]",
+            ["synapse_reference_per_um3 must be a number > 0, got 0"],
+        ),
+        (
+            "output: o\nsamples: [{id: a, source: a.h5, voxel_size_nm: [8, 8, 8], "
+            "synapse_reference_per_um3: many}]",
+            ["samples[0].synapse_reference_per_um3 must be a number > 0"],
+        ),
     ],
 )
 def test_each_mistake_names_the_manifest_and_the_entry(tmp_path, text, needles):

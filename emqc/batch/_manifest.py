@@ -7,12 +7,20 @@ A manifest is a YAML file::
     seed: 20261202               # optional study seed (drawn and recorded when absent)
     block_um: 2.56               # block edge in µm (or block_vox: [z, y, x]); default 2.56
     blocks: 8                    # blocks per sample unless a sample says otherwise
+    polarity: auto               # optional: auto (default), dark or bright (see `emqc score`)
+    synapse_reference_per_um3: 1 # optional: synapses per µm³ of well-preserved tissue
     samples:
       - id: s01
         source: scans/s01.h5:/raw        # anything `emqc ingest` reads, or a URL
         voxel_size_nm: [10, 10, 10]
         blocks: 16                       # optional, overrides the study default
         seed: 7                          # optional, overrides the derived seed
+        polarity: bright                 # optional, overrides the study's (also
+                                         # synapse_reference_per_um3)
+
+``polarity`` and ``synapse_reference_per_um3`` are the settings of ``emqc score
+--polarity`` and ``--synapse-reference`` (:func:`emqc.scoring.score_block`); they are
+part of every block score's declared inputs, so changing them rescores the blocks.
 
 Relative paths (``output``, ``source``) are relative to the manifest's folder;
 environment variables in them (``${EMQC_DATA}/scans/s01.h5:/raw``) are expanded.
@@ -40,24 +48,46 @@ from typing import Any
 import yaml
 
 from ..errors import BatchManifestError
+from ..metrics import REFERENCE_SYNAPSES_PER_UM3
+from ..polarity import POLARITIES
 
 __all__ = ["SampleEntry", "StudyManifest", "read_study_manifest", "derive_seed"]
 
-_TOP_KEYS = {"study", "output", "seed", "block_um", "block_vox", "blocks", "samples"}
-_SAMPLE_KEYS = {"id", "source", "voxel_size_nm", "blocks", "seed"}
+_SETTING_KEYS = {"polarity", "synapse_reference_per_um3"}
+_TOP_KEYS = {
+    "study",
+    "output",
+    "seed",
+    "block_um",
+    "block_vox",
+    "blocks",
+    "samples",
+} | _SETTING_KEYS
+_SAMPLE_KEYS = {"id", "source", "voxel_size_nm", "blocks", "seed"} | _SETTING_KEYS
 _REQUIRED_SAMPLE_KEYS = ("id", "source", "voxel_size_nm")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 @dataclass(frozen=True)
 class SampleEntry:
-    """One sample of a study: its id, source, voxel size (z, y, x) in nm, blocks, seed."""
+    """One sample of a study: its id, source, voxel size (z, y, x) in nm, blocks, seed,
+    and the scoring settings of :attr:`metric_settings`."""
 
     id: str
     source: str
     voxel_size_nm: tuple[float, float, float]
     blocks: int
     seed: int | None = None
+    polarity: str = "auto"
+    synapse_reference_per_um3: float = REFERENCE_SYNAPSES_PER_UM3
+
+    @property
+    def metric_settings(self) -> dict[str, Any]:
+        """The :func:`emqc.scoring.score_block` settings its blocks are scored with."""
+        return {
+            "polarity": self.polarity,
+            "synapse_reference_per_um3": self.synapse_reference_per_um3,
+        }
 
 
 @dataclass(frozen=True)
@@ -126,8 +156,9 @@ def read_study_manifest(path: str | Path) -> StudyManifest:
     samples_raw = data["samples"]
     if not isinstance(samples_raw, list) or not samples_raw:
         raise check.fail("samples", "must be a non-empty list of {id, source, voxel_size_nm}")
+    defaults = {"blocks": default_blocks, **check.settings("", data)}
     samples = tuple(
-        check.sample(f"samples[{i}]", entry, default_blocks) for i, entry in enumerate(samples_raw)
+        check.sample(f"samples[{i}]", entry, defaults) for i, entry in enumerate(samples_raw)
     )
     seen: dict[str, int] = {}
     for i, s in enumerate(samples):
@@ -207,7 +238,23 @@ class _Checker:
             raise self.fail(where, f"must hold sizes in nm between 0 and 10000, got {value!r}")
         return (float(value[0]), float(value[1]), float(value[2]))
 
-    def sample(self, where: str, entry: Any, default_blocks: int) -> SampleEntry:
+    def settings(self, where: str, data: Mapping[str, Any]) -> dict[str, Any]:
+        """The scoring settings given in ``data`` (the top level, or a sample)."""
+        out: dict[str, Any] = {}
+        at = f"{where}." if where else ""
+        if "polarity" in data:
+            if data["polarity"] not in POLARITIES:
+                raise self.fail(
+                    f"{at}polarity",
+                    f"must be one of {', '.join(POLARITIES)}, got {data['polarity']!r}",
+                )
+            out["polarity"] = data["polarity"]
+        if "synapse_reference_per_um3" in data:
+            key = f"{at}synapse_reference_per_um3"
+            out["synapse_reference_per_um3"] = self.positive(key, data["synapse_reference_per_um3"])
+        return out
+
+    def sample(self, where: str, entry: Any, defaults: dict[str, Any]) -> SampleEntry:
         if not isinstance(entry, Mapping):
             raise self.fail(
                 where, f"must be a mapping {{id, source, voxel_size_nm}}, got {entry!r}"
@@ -228,8 +275,9 @@ class _Checker:
             id=sid,
             source=source if "://" in source else _relative_to(self.path.parent, source),
             voxel_size_nm=self.voxel_size(f"{where}.voxel_size_nm", entry["voxel_size_nm"]),
-            blocks=self.count(f"{where}.blocks", entry.get("blocks", default_blocks)),
+            blocks=self.count(f"{where}.blocks", entry.get("blocks", defaults["blocks"])),
             seed=None if entry.get("seed") is None else self.seed(f"{where}.seed", entry["seed"]),
+            **({k: v for k, v in defaults.items() if k != "blocks"} | self.settings(where, entry)),
         )
 
 

@@ -35,6 +35,7 @@ def write_sample_tables(
     scores: list[BlockScores],
     thresholds: Thresholds,
     models: dict[str, Any],
+    metric_settings: dict[str, Any],
 ) -> dict[str, Any]:
     """Write ``samples/ID/blocks.parquet``, ``blocks.csv`` and ``summary.json``; return the summary."""
     import pyarrow as pa
@@ -60,6 +61,7 @@ def write_sample_tables(
         "n_blocks": len(blocks.blocks),
         "block_shape_vox": list(blocks.parameters.block_shape_vox),
         "thresholds": thresholds.to_dict(),
+        "metric_settings": dict(metric_settings),
         "scores": {name: summary[name].to_dict() for name in SCORES},
         "n_too_poor_to_judge": sum(s.too_poor_to_judge for s in scores),
         "models": models,

@@ -254,7 +254,7 @@ class _Context:
         self.folder.remove_temporaries(f"samples/{entry.id}/scores")
         todo = []
         for b in blocks.blocks:
-            inputs = block_unit_inputs(blocks, b, self.models)
+            inputs = block_unit_inputs(blocks, b, self.models, entry.metric_settings)
             if read_score_unit(self.folder, score_rel(entry.id, b.id), inputs) is None:
                 todo.append((b, inputs))
         total = len(blocks.blocks)
@@ -294,7 +294,9 @@ class _Context:
         scores: list[BlockScores] = []
         for b in blocks.blocks:
             s = read_score_unit(
-                self.folder, score_rel(entry.id, b.id), block_unit_inputs(blocks, b, self.models)
+                self.folder,
+                score_rel(entry.id, b.id),
+                block_unit_inputs(blocks, b, self.models, entry.metric_settings),
             )
             if s is None:
                 raise InputError(
@@ -303,8 +305,9 @@ class _Context:
                 )
             scores.append(s)
         out.summary = write_sample_tables(
-            self.folder, entry.id, blocks, scores, self.thresholds, self.models
-        )
+            self.folder, entry.id, blocks, scores, self.thresholds, self.models,
+            entry.metric_settings,
+        )  # fmt: skip
 
 
 def _count(counts: dict[str, int], kind: str, n: int) -> None:
@@ -313,7 +316,7 @@ def _count(counts: dict[str, int], kind: str, n: int) -> None:
 
 
 def _score_unit(root, rel, inputs, vol, origin, shape, predict) -> bool:  # type: ignore[no-untyped-def]
-    """Worker task: score one block and store it as a sealed unit."""
+    """Worker task: score one block with its declared settings and store it as a sealed unit."""
     import torch
 
     from ..scoring import score_block
@@ -321,7 +324,9 @@ def _score_unit(root, rel, inputs, vol, origin, shape, predict) -> bool:  # type
     if predict is None:
         torch.set_num_threads(1)  # one block per worker thread (see scoring._run)
     raw = vol.read(tuple(origin), tuple(shape))
-    scores = score_block(raw, voxel_size_nm=vol.voxel_size_nm, predict=predict)
+    scores = score_block(
+        raw, voxel_size_nm=vol.voxel_size_nm, predict=predict, **inputs["metric_settings"]
+    )
     write_score_unit(OutputFolder(root), rel, inputs, scores)
     return True
 

@@ -114,17 +114,22 @@ def model_digests() -> dict[str, Any]:
     return _model_digests()
 
 
-def block_unit_inputs(blocks: BlockList, block: Block, models: dict[str, Any]) -> dict[str, Any]:
+def block_unit_inputs(
+    blocks: BlockList, block: Block, models: dict[str, Any], metric_settings: dict[str, Any]
+) -> dict[str, Any]:
     """What a block's score depends on; a stored score counts only if these match.
 
     ``models`` is :func:`model_digests` (computed once per run), or a description of
-    the stand-in predictor a test scores with.
+    the stand-in predictor a test scores with; ``metric_settings`` the sample's
+    :attr:`~emqc.batch.SampleEntry.metric_settings` (keyword arguments of
+    :func:`emqc.scoring.score_block`, which the unit is scored with).
     """
     return {
         "volume_digest": blocks.volume_digest,
         "block_list_sha256": sha256_hex(blocks.to_json_bytes()),
         "block": block.to_dict(),
         "models": models,
+        "metric_settings": dict(metric_settings),
     }
 
 
