@@ -26,7 +26,8 @@ the physically motivated models of :mod:`emqc.damage`, at known severities:
    the blocks as too poor to judge (flagged blocks are left out of a sample's
    summary by ``emqc score``); flagged conditions are listed separately, and so are
    blocks on which a score was not judged (synapse traceability below
-   :data:`emqc.scoring.SYNAPSE_MIN_SNR`): a condition's score is the mean of the
+   :data:`emqc.scoring.SYNAPSE_MIN_SNR`, membrane integrity and edema above
+   :data:`emqc.scoring.MEMBRANE_MAX_BLUR`): a condition's score is the mean of the
    blocks that were judged.
 
 Prints Markdown tables and writes ``DIR/validation.json`` (every score of every

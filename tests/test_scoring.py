@@ -184,3 +184,28 @@ def _dense():
         _DENSE.append(synthetic_neuropil((64, 128, 128), voxel_size_nm=10.0, seed=1,
                                          params=NeuropilParams(synapse_density_per_um3=4)))  # fmt: skip
     return _DENSE[0]
+
+
+@pytest.mark.parametrize("sigma_px", [0.0, 1.0, 2.5, 6.0])
+def test_membrane_scores_are_judged_only_below_the_blur_limit(sigma_px):
+    from scipy import ndimage
+
+    from emqc.scoring import MEMBRANE_MAX_BLUR
+
+    dense = _dense()
+    img = ndimage.gaussian_filter(dense.image.astype(np.float32), (0, sigma_px, sigma_px))
+    s = score_block(np.clip(img, 0, 255).astype(np.uint8), voxel_size_nm=(10.0, 10.0, 10.0),
+                    maps=perfect_maps(dense), synapse_reference_per_um3=3.0)  # fmt: skip
+    blur = s.details["imaging_quality"]["blur_effect"]
+    if sigma_px == 0:
+        assert blur < MEMBRANE_MAX_BLUR
+    if sigma_px == 6.0:
+        assert blur > MEMBRANE_MAX_BLUR
+    for name in ("membrane_integrity", "edema"):
+        measured = s.details[name]["score"]
+        assert np.isfinite(measured)  # computed, and kept in the details
+        if blur > MEMBRANE_MAX_BLUR:
+            assert math.isnan(getattr(s, name)) and f"{name}:too_blurred" in s.flags
+        else:
+            assert getattr(s, name) == measured and f"{name}:too_blurred" not in s.flags
+    assert s.synapse_traceability > 0.9  # blur does not gate synapse traceability

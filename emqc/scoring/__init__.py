@@ -6,10 +6,11 @@ mean, median, bootstrap 95 % CI and verdict. The ``emqc score`` command and its
 Dask workflow build on these.
 """
 
-from ._block import SCORES, SYNAPSE_MIN_SNR, BlockScores, score_block
+from ._block import MEMBRANE_MAX_BLUR, SCORES, SYNAPSE_MIN_SNR, BlockScores, score_block
 from ._summary import ScoreSummary, Thresholds, summarize, summarize_blocks
 
 __all__ = [
+    "MEMBRANE_MAX_BLUR",
     "SCORES",
     "SYNAPSE_MIN_SNR",
     "BlockScores",
