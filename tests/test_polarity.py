@@ -137,3 +137,19 @@ def test_cli_lists_the_polarity_choices_and_refuses_others(volume, tmp_path):
                                  "--out", str(tmp_path / "s")])  # fmt: skip
     assert r.exit_code == 2 and "auto" in r.output and "bright" in r.output
     assert not (tmp_path / "s").exists()
+
+
+def test_a_probe_smaller_than_the_block_decides_for_the_whole_block(medulla):
+    from emqc.models import Predictor
+    from emqc.models._infer import FIBSEM_MAX_RELATIVE_NOISE
+
+    block = np.ascontiguousarray(medulla.raw[20:116, 40:136, 40:136])  # 96³
+    p = Predictor.load("fibsem3d", tile=128, halo=16, bf16=True,
+                       max_relative_noise=FIBSEM_MAX_RELATIVE_NOISE)  # fmt: skip
+    p.probe_edge = 64  # the probe's centre 32³ (its faces trimmed by the halo) decides
+    plain = p.predict(block, voxel_size_nm=VOX, detect_polarity=True)
+    flipped = p.predict(inverted(block), voxel_size_nm=VOX, detect_polarity=True)
+    assert not plain.polarity.inverted and plain.polarity.margin > POLARITY_MARGIN
+    assert flipped.polarity.inverted and flipped.polarity.margin < -POLARITY_MARGIN
+    for head in plain:  # the whole block was predicted again, inverted back
+        np.testing.assert_allclose(flipped[head], plain[head], atol=1e-3)

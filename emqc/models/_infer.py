@@ -48,7 +48,14 @@ from torch import nn
 
 from ..errors import InputError
 from ..metrics._imaging import noise_sigma
-from ..polarity import POLARITY_MARGIN, Polarity, Prediction, membrane_confidence, probe_box
+from ..polarity import (
+    POLARITY_MARGIN,
+    PROBE_EDGE,
+    Polarity,
+    Prediction,
+    membrane_confidence,
+    probe_box,
+)
 from ._augment import to_unit
 from ._train import WEIGHTS_DIR, load_network
 from ._unet import UNet
@@ -140,6 +147,9 @@ class Predictor:
         Smooth blocks noisier than this (see the module docstring); None (default)
         never smooths.
     """
+
+    #: Largest polarity probe, voxels per axis at working resolution (see :mod:`emqc.polarity`).
+    probe_edge: int = PROBE_EDGE
 
     def __init__(
         self,
@@ -256,7 +266,7 @@ class Predictor:
         (those of the whole inverted image when the probe is the whole image).
         """
         dims = self.net.config.dims
-        box = probe_box(image.shape, dims=dims)
+        box = probe_box(image.shape, dims=dims, edge=self.probe_edge)
         inverted = self._logits(1.0 - image[box])
         # Away from the probe's own faces (where it lacks the context the block has),
         # unless the probe is the whole block on that axis.
