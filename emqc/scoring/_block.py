@@ -45,7 +45,7 @@ SCORES = ("membrane_integrity", "edema", "synapse_traceability")
 #: Least signal-to-noise ratio (imaging quality's ``snr``, per voxel of the block) at which
 #: synapse traceability is judged. Synapses are recognised by their vesicle clouds (40 nm
 #: vesicles, a few voxels each) and dense membranes; at a voxel SNR near 1 those sink to
-#: Rose's detection limit [1]_ and the network sees fewer of them, which would read as lost
+#: Rose's detection limit (Rose 1948) and the network sees fewer of them, which would read as lost
 #: synapses. Chosen on the medulla cube's *training* part (8 blocks, simulated noise, seed 2):
 #: synapse traceability moved by 0.067 at a mean block SNR of 1.20 and by 0.110 at 1.07.
 #: Below it the score is NaN with the flag ``synapse_traceability:too_noisy`` (its
