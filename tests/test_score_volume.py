@@ -122,6 +122,19 @@ def test_cli_scores_a_block_list_with_the_committed_network(volume, tmp_path):
     rows = pq.read_table(tmp_path / "s" / "blocks.parquet").to_pylist()
     assert 0 <= rows[0]["membrane_integrity"] <= 1
     assert 0 <= rows[0]["edema"] <= 1 and "no_extracellular_map" not in rows[0]["flags"]
+    assert "inverted contrast" not in result.stdout
+
+
+def test_cli_says_how_many_blocks_it_read_inverted(volume, tmp_path):
+    result = CliRunner().invoke(
+        cli,
+        ["score", str(volume), "--blocks", "2", "--seed", "5", "--block-vox", "32,32,32",
+         "--polarity", "bright", "--out", str(tmp_path / "s"), "--no-progress"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "2 of 2 block(s) read with inverted contrast (bright membranes)" in result.stdout
+    doc = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert doc["metric_settings"]["polarity"] == "bright"
 
 
 def test_cli_needs_exactly_one_block_source(volume, tmp_path):

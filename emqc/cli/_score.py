@@ -130,6 +130,8 @@ def score(  # type: ignore[no-untyped-def]
             f"{s.threshold:g}", s.verdict,
         )  # fmt: skip
     Console(width=None if Console().is_terminal else 110).print(table)
+    for line in _flag_notes(run.scores):
+        click.echo(line)
     wrote = "blocks.parquet, blocks.csv, summary.json"
     click.echo(f"wrote {run.out}/{wrote}" + (f", {run.score_map.name}" if run.score_map else ""))
     if custody is not None:
@@ -138,3 +140,23 @@ def score(  # type: ignore[no-untyped-def]
             signer, Path(volume), Path(run.out), block_list=block_list, reason=reason
         )
         click.echo(f"custody: event {ev.seq} in {st.ledger.path}")
+
+
+#: Block flags worth a line under the summary table: what was done to the blocks, or why
+#: a score was left unjudged (every flag is in blocks.csv).
+_NOTED_FLAGS = {
+    "imaging_quality:inverted_contrast": "read with inverted contrast (bright membranes)",
+    "imaging_quality:polarity_uncertain": "polarity uncertain (membranes too faint), read as recorded",
+    "synapse_traceability:too_noisy": "too noisy to judge synapse traceability (SNR < 1.2)",
+    "membrane_integrity:too_blurred": "too blurred to judge membrane integrity and edema",
+}
+
+
+def _flag_notes(scores) -> list[str]:  # type: ignore[no-untyped-def]
+    """One line per noted flag that any block raised: how many blocks, and what it means."""
+    lines = []
+    for flag, meaning in _NOTED_FLAGS.items():
+        n = sum(flag in s.flags for s in scores)
+        if n:
+            lines.append(f"{n} of {len(scores)} block(s) {meaning}")
+    return lines
