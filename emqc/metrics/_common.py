@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 from scipy import ndimage as ndi
 
+from .._distance import distance_nm
 from ..errors import InputError
 
 #: Probabilities may overshoot [0, 1] by this much (float rounding in a network's output).
@@ -226,7 +227,7 @@ def at_least_from(
     ball = _ball(radius, voxel_size_nm)
     if ball.sum() <= _MAX_BALL:
         return ~ndi.binary_dilation(mask, structure=ball)
-    return ndi.distance_transform_edt(~mask, sampling=voxel_size_nm) >= radius
+    return distance_nm(~mask, voxel_size_nm) >= radius
 
 
 def _ball(radius_nm: float, voxel_size_nm: tuple[float, ...]) -> np.ndarray:

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import ndimage as ndi
 
+from .._distance import distance_nm
 from ..errors import InputError
 from ._common import (
     MetricResult,
@@ -193,7 +194,7 @@ def edema(
 
     halo = math.nan
     if lumen_fraction > 0:
-        zone = tissue & (ndi.distance_transform_edt(tissue, sampling=voxel) <= halo_nm)
+        zone = tissue & (distance_nm(tissue, voxel) <= halo_nm)
         halo = float(np.count_nonzero(zone & void) / max(1, np.count_nonzero(zone)))
 
     contrast = math.nan
@@ -222,7 +223,7 @@ def _lumen(void: np.ndarray, voxel: tuple[float, ...], radius: float | None) -> 
         return np.full(void.shape, depth_ok)
     if not _may_hold_ball(void, voxel, radius):
         return np.zeros(void.shape, bool)
-    depth = ndi.distance_transform_edt(void, sampling=voxel)
+    depth = distance_nm(void, voxel)
     core = depth >= radius
     if not core.any():
         return np.zeros(void.shape, bool)
@@ -230,7 +231,7 @@ def _lumen(void: np.ndarray, voxel: tuple[float, ...], radius: float | None) -> 
     # deepest voxel. A halo is a shell outside the wall, a separate and shallower piece.
     pieces, _ = ndi.label(core)
     core = pieces == pieces.flat[np.argmax(depth)]
-    return void & (ndi.distance_transform_edt(~core, sampling=voxel) <= radius)
+    return void & (distance_nm(~core, voxel) <= radius)
 
 
 def _may_hold_ball(void: np.ndarray, voxel: tuple[float, ...], radius: float) -> bool:
@@ -250,7 +251,7 @@ def _may_hold_ball(void: np.ndarray, voxel: tuple[float, ...], radius: float) ->
     spacing = [f * v for f, v in zip(factors, voxel, strict=True)]
     if cells.all():
         return True
-    depth = ndi.distance_transform_edt(cells, sampling=spacing)
+    depth = distance_nm(cells, spacing)
     return bool(depth.max() >= radius - math.hypot(*spacing))
 
 

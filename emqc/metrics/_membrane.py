@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import ndimage as ndi
 
+from .._distance import distance_nm
 from ._common import (
     MetricResult,
     block_extent_nm,
@@ -272,7 +273,7 @@ def _half_thickness(mask: np.ndarray, voxel: tuple[float, ...]) -> float:
     crop = mask[centre]
     if np.count_nonzero(crop) < 1000:
         crop = mask
-    depth = ndi.distance_transform_edt(np.pad(crop, 1), sampling=voxel)[np.pad(crop, 1)]
+    depth = distance_nm(np.pad(crop, 1), voxel)[np.pad(crop, 1)]
     return float(np.percentile(depth, 90))
 
 

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import ndimage as ndi
 
+from .._distance import distance_nm
 from ._common import (
     MetricResult,
     block_extent_nm,
@@ -334,7 +335,7 @@ def _partners(
         for s, p, n in zip(box, pad, blobs.shape, strict=True)
     )
     own = blobs[box] == label
-    near = ndi.distance_transform_edt(~own, sampling=voxel) <= reach
+    near = distance_nm(~own, voxel) <= reach
     segs = labels[box][near]
     segs = segs[segs > 0]
     if segs.size == 0:

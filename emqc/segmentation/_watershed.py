@@ -15,6 +15,7 @@ from scipy import ndimage as ndi
 from skimage.segmentation import relabel_sequential as _relabel
 from skimage.segmentation import watershed
 
+from .._distance import distance_nm
 from .._validate import check_number, check_probability, check_voxel_size, is_planar
 
 __all__ = ["watershed_from_boundaries", "is_planar"]
@@ -29,13 +30,19 @@ def _structure(planar: bool) -> np.ndarray:
 
 
 def _distance_nm(inside: np.ndarray, vox: tuple[float, float, float], planar: bool) -> np.ndarray:
-    if not planar:
-        return ndi.distance_transform_edt(inside, sampling=vox).astype(np.float32)
-    out = np.zeros(inside.shape, np.float32)
-    for z, section in enumerate(inside):
-        if section.any():
-            out[z] = ndi.distance_transform_edt(section, sampling=vox[1:])
-    return out
+    """Distance to the nearest non-``inside`` voxel, at most the block's diagonal.
+
+    (A block or section that is all inside has no nearest voxel: the diagonal bounds
+    every distance in it, so it gets one flat plateau and one seed.)
+    """
+    if planar:
+        out = np.zeros(inside.shape, np.float32)
+        for z, section in enumerate(inside):
+            out[z] = distance_nm(section, vox[1:])
+    else:
+        out = distance_nm(inside, vox)
+    diagonal = float(np.linalg.norm(np.asarray(inside.shape) * np.asarray(vox)))
+    return np.minimum(out, diagonal, out=out)
 
 
 def relabel_sequential(labels: np.ndarray) -> np.ndarray:
