@@ -38,8 +38,10 @@ REFERENCE_SYNAPSES_PER_UM3 = 1.0
 MIN_EXPECTED_SYNAPSES = 3.0
 
 _FULL = np.ones((3, 3, 3), bool)
-#: Voxel size (nm) the boundary map is segmented at by default: half a thin neurite's
-#: width in fly or mouse neuropil (about 50-200 nm), twice the networks' working voxel.
+#: Voxel size (nm) the boundary map is segmented at by default: twice the FIB-SEM
+#: network's 10 nm working voxel. After max-pooling a process needs about two such
+#: voxels (40 nm) across to keep an interior; chosen for speed (8x fewer voxels to
+#: flood) and checked by the validation benchmark (BENCHMARKS.md), not tuned on it.
 SEGMENTATION_VOXEL_NM = 20.0
 
 #: The effective trace length is at most this share of the block's smallest side.
