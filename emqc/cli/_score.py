@@ -142,20 +142,24 @@ def score(  # type: ignore[no-untyped-def]
         click.echo(f"custody: event {ev.seq} in {st.ledger.path}")
 
 
-#: Block flags worth a line under the summary table: what was done to the blocks, or why
-#: a score was left unjudged (every flag is in blocks.csv).
-_NOTED_FLAGS = {
-    "imaging_quality:inverted_contrast": "read with inverted contrast (bright membranes)",
-    "imaging_quality:polarity_uncertain": "polarity uncertain (membranes too faint), read as recorded",
-    "synapse_traceability:too_noisy": "too noisy to judge synapse traceability (SNR < 1.2)",
-    "membrane_integrity:too_blurred": "too blurred to judge membrane integrity and edema",
-}
-
-
 def _flag_notes(scores) -> list[str]:  # type: ignore[no-untyped-def]
-    """One line per noted flag that any block raised: how many blocks, and what it means."""
+    """One line per noted flag that any block raised: how many blocks, and what it means.
+
+    Noted are what was done to the blocks, or why a score was left unjudged (every
+    flag is in blocks.csv).
+    """
+    from ..scoring import SYNAPSE_MIN_SNR
+
+    noted = {
+        "imaging_quality:inverted_contrast": "read with inverted contrast (bright membranes)",
+        "imaging_quality:polarity_uncertain": "polarity uncertain (membranes too faint), "
+        "read as recorded",
+        "synapse_traceability:too_noisy": "too noisy to judge synapse traceability "
+        f"(SNR < {SYNAPSE_MIN_SNR:g})",
+        "membrane_integrity:too_blurred": "too blurred to judge membrane integrity and edema",
+    }
     lines = []
-    for flag, meaning in _NOTED_FLAGS.items():
+    for flag, meaning in noted.items():
         n = sum(flag in s.flags for s in scores)
         if n:
             lines.append(f"{n} of {len(scores)} block(s) {meaning}")

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.measure import block_reduce
 
 from .._distance import distance_nm
 from ._common import (
@@ -336,18 +337,13 @@ def _segment_on_grid(
     factors = [max(1, int(grid_nm / v + 1e-9)) for v in voxel]
     if factors == [1, 1, 1]:
         return segment(boundary, voxel_size_nm=voxel)
-    pad = [(0, -n % f) for n, f in zip(boundary.shape, factors, strict=True)]
-    padded = np.pad(boundary, pad, mode="edge")
-    cells = padded.reshape(
-        [x for n, f in zip(padded.shape, factors, strict=True) for x in (n // f, f)]
-    )
+    # Partial cells at the far faces are padded with 0, which never raises a maximum.
+    pooled = block_reduce(boundary, tuple(factors), np.max)
     coarse = segment(
-        cells.max(axis=(1, 3, 5)),
-        voxel_size_nm=tuple(v * f for v, f in zip(voxel, factors, strict=True)),
+        pooled, voxel_size_nm=tuple(v * f for v, f in zip(voxel, factors, strict=True))
     )
-    for axis, f in enumerate(factors):
-        coarse = np.repeat(coarse, f, axis=axis)
-    return coarse[tuple(slice(0, n) for n in boundary.shape)]
+    cell = [np.arange(n) // f for n, f in zip(boundary.shape, factors, strict=True)]
+    return coarse[np.ix_(*cell)]
 
 
 def _partners(
