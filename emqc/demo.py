@@ -333,7 +333,10 @@ def run_demo(
         Worker processes of the local Dask cluster (one thread each; the networks
         run single-threaded in each worker, so the cores are not oversubscribed).
     """
+    import dask
     from distributed import Client, LocalCluster
+
+    from ._memory import scoring_worker_config
 
     out = Path(out).absolute()
     raw_dir, vol_dir, blk_dir, score_dir = (
@@ -349,6 +352,7 @@ def run_demo(
 
     results = []
     with (
+        dask.config.set(scoring_worker_config()),  # workers reuse freed memory (emqc._memory)
         LocalCluster(
             n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,

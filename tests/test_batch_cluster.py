@@ -7,6 +7,8 @@ scripts, the Kubernetes example by building its DaskCluster resource.
 
 from __future__ import annotations
 
+import os
+import platform
 import socket
 import time
 from pathlib import Path
@@ -17,6 +19,7 @@ import yaml
 from distributed import LocalCluster
 from distributed.core import Status
 
+from emqc._memory import SCORING_MALLOC_ENV
 from emqc.batch._cluster import (
     SCHEDULER_PLACEHOLDER,
     ClusterConfig,
@@ -54,6 +57,9 @@ def test_local_cluster_runs_on_two_workers_and_is_closed():
         line = describe(client)
         assert "LocalCluster" in line and "2 workers, 2 threads" in line
         assert client.dashboard_link in line
+        if platform.libc_ver()[0] == "glibc":  # workers reuse freed memory (emqc._memory)
+            environs = client.run(lambda: {k: os.environ.get(k) for k in SCORING_MALLOC_ENV})
+            assert list(environs.values()) == [SCORING_MALLOC_ENV] * 2
         cluster = client.cluster
     assert client.status == "closed"
     assert cluster.status == Status.closed

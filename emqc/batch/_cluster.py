@@ -200,10 +200,16 @@ def _start(plan: ClusterPlan) -> Any:
         import dask
         from distributed import LocalCluster
 
+        from .._memory import scoring_worker_config
+
         # Workers' statistical profiler (the dashboard's Profile tab) samples every thread
         # every 10 ms; on a small machine scoring blocks, that cost about a tenth of the
-        # cores in the batch scaling benchmark. Workers take the config when they spawn.
-        with dask.config.set({"distributed.worker.profile.enabled": False}):
+        # cores in the batch scaling benchmark. Workers take the config when they spawn,
+        # and with it the allocator settings that let them reuse freed memory block after
+        # block (emqc._memory).
+        with dask.config.set(
+            {"distributed.worker.profile.enabled": False, **scoring_worker_config()}
+        ):
             return LocalCluster(**plan.kwargs)
     if plan.kind == "kubernetes":
         return _start_kubernetes(plan)
