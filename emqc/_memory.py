@@ -6,7 +6,7 @@ serves each request over 32 MB with a fresh ``mmap`` and unmaps it when it is
 freed, so for every block the kernel faults in and zeroes gigabytes of pages again.
 On a 2-core machine that system time was 45 % of ``emqc score``'s CPU time (6
 blocks of 320³ voxels: 85 of 188 CPU seconds, 101 s in all; with the settings
-below 24 s of system time and 68 s in all, the same scores).
+below 26 s of system time and 64 s in all, the same scores).
 
 :data:`SCORING_MALLOC_ENV` asks glibc to serve large requests from its heap and to
 keep what is freed there, in one arena, so that the threads of a process reuse each
