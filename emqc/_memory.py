@@ -79,10 +79,14 @@ def restart_with_scoring_allocator() -> None:
 
 
 def worker_environ(environ: Mapping[str, object]) -> dict[str, object]:
-    """Dask's ``pre-spawn-environ`` with :data:`SCORING_MALLOC_ENV` (glibc only)."""
+    """Dask's ``pre-spawn-environ`` with :data:`SCORING_MALLOC_ENV` (glibc only).
+
+    A setting already in this process's environment (the user's own) is passed on
+    instead: Dask's default ``MALLOC_TRIM_THRESHOLD_`` would otherwise replace it.
+    """
     if os.environ.get("EMQC_SYSTEM_MALLOC") or not _glibc():
         return dict(environ)
-    return {**environ, **SCORING_MALLOC_ENV}
+    return {**environ, **{k: os.environ.get(k, v) for k, v in SCORING_MALLOC_ENV.items()}}
 
 
 def scoring_worker_config() -> dict[str, object]:

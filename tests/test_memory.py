@@ -54,11 +54,15 @@ def test_the_emqc_command_still_runs_after_restarting_itself():
 
 def test_worker_environ_adds_the_settings_to_dasks_and_keeps_the_rest(monkeypatch):
     monkeypatch.delenv("EMQC_SYSTEM_MALLOC", raising=False)
+    for key in SCORING_MALLOC_ENV:
+        monkeypatch.delenv(key, raising=False)
     base = {"MALLOC_TRIM_THRESHOLD_": 65536, "OMP_NUM_THREADS": 1}
     merged = worker_environ(base)
     assert merged["OMP_NUM_THREADS"] == 1 and base["MALLOC_TRIM_THRESHOLD_"] == 65536
     if platform.libc_ver()[0] == "glibc":
         assert {k: merged[k] for k in SCORING_MALLOC_ENV} == SCORING_MALLOC_ENV
+        monkeypatch.setenv("MALLOC_ARENA_MAX", "4")  # the user's own value is passed on
+        assert worker_environ(base)["MALLOC_ARENA_MAX"] == "4"
     monkeypatch.setenv("EMQC_SYSTEM_MALLOC", "1")
     assert worker_environ(base) == base
     assert scoring_worker_config()["distributed.nanny.pre-spawn-environ"]["OMP_NUM_THREADS"] == 1
