@@ -16,8 +16,8 @@ to its peak memory until it exits, which is what a scoring process reaches with
 every block anyway. glibc reads them only when a process starts (``mallopt`` at run
 time cannot move threads that already have an arena of their own), so:
 
-- the ``emqc`` command restarts itself with them once, before doing anything
-  (:func:`restart_with_scoring_allocator`; ``exec``, same process id, same
+- the ``emqc`` command restarts itself with them once, before importing anything
+  heavy (:mod:`emqc.__main__`, :func:`restart_with_scoring_allocator`; ``exec``, same process id, same
   arguments); a value set already in the environment is left as it is, and
   ``EMQC_SYSTEM_MALLOC=1`` turns this off;
 - Dask workers that emqc starts get them through Dask's own
@@ -54,7 +54,10 @@ SCORING_MALLOC_ENV = {
 }
 
 
-def _glibc() -> bool:
+def _applies() -> bool:
+    """glibc on Linux, and not turned off with ``EMQC_SYSTEM_MALLOC``."""
+    if os.environ.get("EMQC_SYSTEM_MALLOC"):
+        return False
     return sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
 
 
@@ -66,7 +69,7 @@ def restart_with_scoring_allocator() -> None:
     restarts. Does nothing off glibc, with ``EMQC_SYSTEM_MALLOC`` set, or when every
     setting is already in the environment (a user's own value wins).
     """
-    if os.environ.get("EMQC_SYSTEM_MALLOC") or not _glibc():
+    if not _applies():
         return
     missing = {k: v for k, v in SCORING_MALLOC_ENV.items() if k not in os.environ}
     if not missing:
@@ -84,7 +87,7 @@ def worker_environ(environ: Mapping[str, object]) -> dict[str, object]:
     A setting already in this process's environment (the user's own) is passed on
     instead: Dask's default ``MALLOC_TRIM_THRESHOLD_`` would otherwise replace it.
     """
-    if os.environ.get("EMQC_SYSTEM_MALLOC") or not _glibc():
+    if not _applies():
         return dict(environ)
     return {**environ, **{k: os.environ.get(k, v) for k, v in SCORING_MALLOC_ENV.items()}}
 

@@ -21,11 +21,14 @@ PROBE = (
 )
 
 
+def _environ_without_settings() -> dict[str, str]:
+    skip = {*SCORING_MALLOC_ENV, "EMQC_SYSTEM_MALLOC"}
+    return {k: v for k, v in os.environ.items() if k not in skip}
+
+
 def _probe(**env: str) -> dict:
-    base = {k: v for k, v in os.environ.items() if k not in SCORING_MALLOC_ENV}
-    base.pop("EMQC_SYSTEM_MALLOC", None)
-    done = subprocess.run([sys.executable, "-c", PROBE], env={**base, **env}, capture_output=True,
-                          text=True, check=True, timeout=60)  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", PROBE], env={**_environ_without_settings(), **env},
+                          capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
     return json.loads(done.stdout)
 
 
@@ -46,10 +49,10 @@ def test_a_users_own_value_wins_and_the_restart_can_be_turned_off():
 def test_the_emqc_command_still_runs_after_restarting_itself():
     # The console script restarts itself before any command runs; --version is the cheapest.
     emqc = os.path.join(os.path.dirname(sys.executable), "emqc")
-    base = {k: v for k, v in os.environ.items() if k not in SCORING_MALLOC_ENV}
-    done = subprocess.run([emqc, "--version"], env=base, capture_output=True, text=True,
-                          check=True, timeout=60)  # fmt: skip
-    assert "emqc" in done.stdout
+    for command in ([emqc, "--version"], [sys.executable, "-m", "emqc", "--version"]):
+        done = subprocess.run(command, env=_environ_without_settings(), capture_output=True,
+                              text=True, check=True, timeout=60)  # fmt: skip
+        assert "emqc" in done.stdout
 
 
 def test_worker_environ_adds_the_settings_to_dasks_and_keeps_the_rest(monkeypatch):

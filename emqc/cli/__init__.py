@@ -74,16 +74,7 @@ def cli(quiet: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``emqc`` console script.
-
-    Run as the command (``argv`` None), it first restarts itself once with the
-    allocator settings of :mod:`emqc._memory` (scoring reuses freed memory instead
-    of having the kernel zero fresh pages for every block).
-    """
-    if argv is None:
-        from .._memory import restart_with_scoring_allocator
-
-        restart_with_scoring_allocator()
+    """Run the command line (the ``emqc`` command enters through :mod:`emqc.__main__`)."""
     cli.main(args=argv, prog_name="emqc")
 
 
