@@ -9,7 +9,8 @@ import torch
 from emqc.errors import InputError
 from emqc.models import Predictor, UNet, UNetConfig
 from emqc.models._augment import CropSampler
-from emqc.models._infer import _stitch
+from emqc.models._fused import FusedUNet, fused_or_plain
+from emqc.models._infer import _stitch, fold_batchnorm
 from emqc.models._targets import boundary_from_ids
 from emqc.models._train import WEIGHTS_DIR, load_network, save_network
 
@@ -94,6 +95,45 @@ def test_folded_channels_last_network_matches_the_trained_one(dims):
     with torch.inference_mode():
         expected = net(torch.from_numpy(x[:, None])).numpy()
         np.testing.assert_allclose(predictor._run(list(x)), expected, atol=1e-4)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("bf16", [False, True])
+def test_fused_network_gives_the_unfused_networks_logits(dims, bf16):
+    net = tiny(dims, heads=("a", "b"))
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    layout = torch.channels_last_3d if dims == 3 else torch.channels_last
+    folded = fold_batchnorm(net).to(memory_format=layout)
+    fast = fused_or_plain(folded, bf16=bf16)
+    assert isinstance(fast, FusedUNet)  # this PyTorch build (CPU, oneDNN) runs the fused op
+    x = torch.from_numpy(np.random.default_rng(5).random((2, 1, *([24] * dims)), np.float32))
+    x = x.contiguous(memory_format=layout)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        expected = folded(x).float()
+    with torch.inference_mode():
+        got = fast(x)
+    assert got.dtype == torch.float32 and got.shape == expected.shape
+    # Same operations in the same dtype: equal up to the order of float additions.
+    torch.testing.assert_close(got, expected, atol=2e-2 if bf16 else 1e-5, rtol=0)
+
+
+def test_fused_network_falls_back_to_the_plain_one_where_the_op_fails(monkeypatch):
+    folded = fold_batchnorm(tiny(3))
+
+    def missing(*args, **kwargs):
+        raise RuntimeError("no oneDNN in this build")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_convolution_pointwise", missing)
+    fast = fused_or_plain(folded, bf16=True)
+    assert not isinstance(fast, FusedUNet)
+    x = torch.rand(1, 1, 16, 16, 16)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = folded(x).float()
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), expected)
 
 
 def test_predictor_resamples_and_refuses_far_voxel_sizes():

@@ -23,7 +23,9 @@
 3. Run the tiles in batches under ``torch.inference_mode`` with an explicit
    thread count (Dask's LocalCluster sets ``OMP_NUM_THREADS=1`` in its parent),
    with batch normalization folded into the convolutions and channels-last memory
-   layout (about 3x faster on CPU; same maps to float rounding).
+   layout (about 3x faster on CPU; same maps to float rounding), and each
+   convolution fused with its ReLU (:mod:`emqc.models._fused`; a quarter less time,
+   the same maps).
 4. Stitch, apply the sigmoid, and resample back to the block's own grid.
 
 A 2D network runs section by section along z (and is smoothed in-plane only).
@@ -46,6 +48,7 @@ import torch
 from scipy import ndimage
 from torch import nn
 
+from .._resample import resample_linear, zoomed_shape
 from ..errors import InputError
 from ..metrics._imaging import noise_sigma
 from ..polarity import (
@@ -57,6 +60,7 @@ from ..polarity import (
     probe_box,
 )
 from ._augment import to_unit
+from ._fused import fused_or_plain
 from ._train import WEIGHTS_DIR, load_network
 from ._unet import UNet
 
@@ -175,7 +179,7 @@ class Predictor:
         )
         self.max_relative_noise = max_relative_noise
         self._layout = torch.channels_last_3d if net.config.dims == 3 else torch.channels_last
-        self._fast = fold_batchnorm(net).to(memory_format=self._layout)
+        self._fast = fused_or_plain(fold_batchnorm(net).to(memory_format=self._layout), bf16=bf16)
 
     @classmethod
     def load(cls, name_or_path: str | Path, **kwargs) -> Predictor:  # type: ignore[no-untyped-def]
@@ -234,13 +238,13 @@ class Predictor:
         if sigma > 0:
             dims = self.net.config.dims
             image = ndimage.gaussian_filter(image, (sigma,) * 3 if dims == 3 else (0, sigma, sigma))
-        if any(abs(f - 1) > 0.02 for f in zoom):
-            image = ndimage.zoom(image, zoom, order=1, grid_mode=True, mode="nearest")
         threads = self.threads or torch.get_num_threads()
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
         polarity = None
         try:
+            if any(abs(f - 1) > 0.02 for f in zoom):
+                image = resample_linear(image, zoomed_shape(image.shape, zoom))
             with torch.inference_mode():
                 logits = self._logits(image)
                 if detect_polarity:
@@ -253,8 +257,7 @@ class Predictor:
         for i, head in enumerate(self.heads):
             p = probs[i]
             if native_grid and p.shape != raw.shape:
-                p = ndimage.zoom(p, [a / b for a, b in zip(raw.shape, p.shape, strict=True)], order=1,
-                                 grid_mode=True, mode="nearest")  # fmt: skip
+                p = resample_linear(p, raw.shape)
             out[head] = np.clip(p, 0.0, 1.0).astype(np.float32)
         return out
 
@@ -334,8 +337,7 @@ class Predictor:
 
     def _run(self, tiles: list[np.ndarray]) -> np.ndarray:
         x = torch.from_numpy(np.stack(tiles)[:, None]).contiguous(memory_format=self._layout)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            return self._fast(x).float().contiguous().numpy()
+        return self._fast(x).contiguous().numpy()
 
     def _tiled(self, image: np.ndarray) -> np.ndarray:
         """Overlapping tiles on the pooling grid; returns logits (heads, *image.shape)."""

@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
+from .._resample import resample_linear
 from ..metrics import (
     REFERENCE_SYNAPSES_PER_UM3,
     edema,
@@ -236,6 +236,4 @@ def _map_grid(
     if shape == raw.shape:
         return voxel_size_nm, raw
     vox = tuple(n * v / m for n, v, m in zip(raw.shape, voxel_size_nm, shape, strict=True))
-    zoom = [m / n for m, n in zip(shape, raw.shape, strict=True)]
-    on_maps = ndimage.zoom(raw, zoom, order=1, grid_mode=True, mode="nearest")
-    return vox, on_maps[tuple(slice(0, m) for m in shape)]  # type: ignore[return-value]
+    return vox, resample_linear(raw, shape)
