@@ -617,13 +617,41 @@ def test_traceability_grid_coarser_than_the_voxel_only():
 
     v = synthetic_neuropil((6, 120, 120), voxel_size_nm=(50.0, 9.0, 9.0), seed=4)
     boundary = as_prob(v.membrane)
-    seg = _segment_on_grid(boundary, (50.0, 9.0, 9.0), 20.0)
+    coarse, cells = _segment_on_grid(boundary, (50.0, 9.0, 9.0), 20.0)
+    assert coarse.shape == (6, 60, 60)
+    seg = coarse[np.ix_(*cells)]
     assert seg.shape == boundary.shape and seg.min() >= 1
     assert (seg[:, ::2, ::2] == seg[:, 1::2, 1::2]).all()  # whole 2x2 cells in-plane
     from emqc.segmentation import segment
 
-    fine = _segment_on_grid(boundary, (50.0, 9.0, 9.0), 5.0)
-    assert np.array_equal(fine, segment(boundary, voxel_size_nm=(50.0, 9.0, 9.0)))
+    fine, cells = _segment_on_grid(boundary, (50.0, 9.0, 9.0), 5.0)
+    assert np.array_equal(fine[np.ix_(*cells)], segment(boundary, voxel_size_nm=(50.0, 9.0, 9.0)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    shape=st.tuples(*[st.integers(1, 9)] * 3),
+    factors=st.tuples(*[st.integers(1, 3)] * 3),
+    voxel=st.tuples(*[st.sampled_from([4.0, 9.0, 10.0, 50.0])] * 3),
+    seed=st.integers(0, 2**16),
+)
+def test_segment_spans_of_coarse_cells_equal_those_of_the_repeated_labels(
+    shape, factors, voxel, seed
+):
+    from emqc.metrics._common import segment_spans
+
+    # Voxels per axis need not fill the last cell (partial cells at the far faces).
+    rng = np.random.default_rng(seed)
+    fine_shape = [
+        max(1, n * f - int(rng.integers(0, f))) for n, f in zip(shape, factors, strict=True)
+    ]
+    cells = [np.arange(n) // f for n, f in zip(fine_shape, factors, strict=True)]
+    coarse = rng.integers(0, 4, size=[c[-1] + 1 for c in cells])
+    expected = segment_spans(coarse[np.ix_(*cells)], voxel)
+    got = segment_spans(coarse, voxel, cells=cells)
+    np.testing.assert_array_equal(got[0], expected[0])
+    np.testing.assert_allclose(got[1], expected[1], rtol=1e-9)
+    np.testing.assert_allclose(got[2], expected[2], rtol=1e-6, atol=1e-6)
 
 
 def test_small_synapse_blobs_are_noise():
@@ -705,3 +733,21 @@ def test_real_cube_scores_as_well_preserved(medulla):
         for m in nested_gaps(_id_boundaries(ids), [0, 5, 20, 50, 100], radius_nm=40.0)
     ]
     assert non_increasing(scores) and scores[-1] < scores[0] - 0.2
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    radius=st.sampled_from([0.0, 9.0, 10.0, 20.0, 25.0, 60.0]),
+    voxel=st.tuples(*[st.sampled_from([4.0, 8.0, 10.0, 50.0])] * 3),
+    seed=st.integers(0, 2**16),
+)
+def test_within_is_the_distance_transform_at_most_the_radius(radius, voxel, seed):
+    from scipy import ndimage as ndi
+
+    from emqc.metrics._common import within
+
+    mask = np.random.default_rng(seed).random((9, 11, 10)) > 0.97
+    expected = ndi.distance_transform_edt(~mask, sampling=voxel) <= radius
+    if not mask.any():
+        expected[:] = False
+    np.testing.assert_array_equal(within(mask, radius, voxel), expected)

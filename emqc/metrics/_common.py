@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
@@ -230,6 +230,19 @@ def at_least_from(
     return distance_nm(~mask, voxel_size_nm) >= radius
 
 
+def within(mask: np.ndarray, radius_nm: float, voxel_size_nm: tuple[float, ...]) -> np.ndarray:
+    """Voxels at most ``radius_nm`` from a ``mask`` voxel (``mask`` itself included).
+
+    Exactly ``distance_transform_edt(~mask, sampling=voxel_size_nm) <= radius_nm`` (to
+    a nanometre's millionth): the dilation by the ball of offsets no longer than the
+    radius when that ball is small, else the distance transform.
+    """
+    ball = _ball(radius_nm + 1e-6, voxel_size_nm)
+    if ball.sum() <= _MAX_BALL:
+        return ndi.binary_dilation(mask, structure=ball)
+    return distance_nm(~mask, voxel_size_nm) <= radius_nm
+
+
 def _ball(radius_nm: float, voxel_size_nm: tuple[float, ...]) -> np.ndarray:
     """Offsets (as a boolean footprint) shorter than ``radius_nm``."""
     half = [max(0, math.ceil(radius_nm / v) - 1) for v in voxel_size_nm]
@@ -271,7 +284,7 @@ def check_labels(segmentation: Any, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def segment_spans(
-    labels: np.ndarray, voxel: tuple[float, ...]
+    labels: np.ndarray, voxel: tuple[float, ...], *, cells: Sequence[np.ndarray] | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Ids, volumes (nm³) and spans (nm) of the segments, from their second moments.
 
@@ -280,22 +293,42 @@ def segment_spans(
     axis), so a straight run of ``n`` voxels spans ``n * s``; a bend or a side branch
     shortens it, so it is a lower bound on how far the segment reaches, and a single
     stray voxel barely moves it. Moments are summed over z slabs of about 2^20 voxels.
+
+    ``cells``, if given, says that ``labels`` label a coarser grid of cells: voxel ``i``
+    of axis ``a`` (of ``voxel`` size) lies in cell ``cells[a][i]``, and the result is
+    that of the voxel labels ``labels[np.ix_(*cells)]``, computed from each cell's
+    moments (they factor per axis) without repeating the labels onto the voxels.
     """
     n = int(labels.max())
     if n == 0:
         return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
     scale = np.asarray(voxel, float)
-    centre = (np.asarray(labels.shape) - 1) / 2
-    axes = [(np.arange(k) - c) * v for k, c, v in zip(labels.shape, centre, scale, strict=True)]
+    if cells is None:
+        cells = [np.arange(k) for k in labels.shape]
+    shape = [len(c) for c in cells]
+    centre = (np.asarray(shape) - 1) / 2
+    # Per axis and cell: voxel count, sum and sum of squares of the voxels' coordinates.
+    count, first, second = [], [], []
+    for c, k, m, v in zip(cells, labels.shape, centre, scale, strict=True):
+        coord = (np.arange(len(c)) - m) * v
+        count.append(np.bincount(c, minlength=k).astype(float))
+        first.append(np.bincount(c, weights=coord, minlength=k))
+        second.append(np.bincount(c, weights=coord * coord, minlength=k))
+    # The ten moments as (per-axis factor z, y, x): 0 count, 1 first, 2 second.
+    terms = ((0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (2, 0, 0), (0, 2, 0), (0, 0, 2),
+             (1, 1, 0), (1, 0, 1), (0, 1, 1))  # fmt: skip
+    factors = list(zip(count, first, second, strict=True))
     sums = np.zeros((10, n + 1))
     step = max(1, 2**20 // (labels.shape[1] * labels.shape[2]))
     for z0 in range(0, labels.shape[0], step):
         flat = labels[z0 : z0 + step].ravel()
-        z, y, x = (
-            a.ravel() for a in np.meshgrid(axes[0][z0 : z0 + step], axes[1], axes[2], indexing="ij")
-        )
-        for k, w in enumerate((None, z, y, x, z * z, y * y, x * x, z * y, z * x, y * x)):
-            sums[k] += np.bincount(flat, weights=w, minlength=n + 1)
+        for k, (i, j, h) in enumerate(terms):
+            w = (
+                factors[0][i][z0 : z0 + step, None, None]
+                * factors[1][j][None, :, None]
+                * factors[2][h][None, None, :]
+            )
+            sums[k] += np.bincount(flat, weights=w.ravel(), minlength=n + 1)
     ids = np.flatnonzero(sums[0] > 0)
     ids = ids[ids > 0]
     count = sums[0, ids]

@@ -10,7 +10,6 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.measure import block_reduce
 
-from .._distance import distance_nm
 from ._common import (
     MetricResult,
     block_extent_nm,
@@ -19,6 +18,7 @@ from ._common import (
     check_probability,
     check_voxel_size,
     segment_spans,
+    within,
 )
 
 __all__ = [
@@ -246,9 +246,13 @@ def synapse_traceability(
     )
     flags: list[str] = []
     grid_nm = check_number("segmentation_voxel_nm", segmentation_voxel_nm, lo=0)
+    cells = None
     if segmentation is None:
-        segmentation = _segment_on_grid(prob, voxel, grid_nm)
-    labels = check_labels(segmentation, syn.shape)
+        coarse, cells = _segment_on_grid(prob, voxel, grid_nm)
+        coarse = check_labels(coarse, coarse.shape)
+        labels = coarse[np.ix_(*cells)]
+    else:
+        labels = check_labels(segmentation, syn.shape)
 
     extent = block_extent_nm(syn.shape, voxel)
     trace = min(min_trace, _MAX_TRACE_SHARE * float(extent.min()))
@@ -270,7 +274,9 @@ def synapse_traceability(
         flags.append("visibility_unmeasured")
 
     # 4. Spans of all segments (continuity), looked up for the partners.
-    ids, volumes, spans = segment_spans(labels, voxel)
+    ids, volumes, spans = (
+        segment_spans(labels, voxel) if cells is None else segment_spans(coarse, voxel, cells=cells)
+    )
     if len(ids) == 0:
         return SynapseTraceability(
             score=math.nan,
@@ -330,20 +336,24 @@ def synapse_traceability(
 
 def _segment_on_grid(
     boundary: np.ndarray, voxel: tuple[float, float, float], grid_nm: float
-) -> np.ndarray:
-    """:func:`emqc.segmentation.segment` of ``boundary`` max-pooled to about ``grid_nm``."""
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """:func:`emqc.segmentation.segment` of ``boundary`` max-pooled to about ``grid_nm``.
+
+    Returns the coarse labels and, per axis, the coarse cell of each voxel of
+    ``boundary`` (the voxels' labels are ``coarse[np.ix_(*cells)]``).
+    """
     from ..segmentation import segment  # here: segmentation may build on metrics
 
     factors = [max(1, int(grid_nm / v + 1e-9)) for v in voxel]
+    cells = [np.arange(n) // f for n, f in zip(boundary.shape, factors, strict=True)]
     if factors == [1, 1, 1]:
-        return segment(boundary, voxel_size_nm=voxel)
+        return segment(boundary, voxel_size_nm=voxel), cells
     # Partial cells at the far faces are padded with 0, which never raises a maximum.
     pooled = block_reduce(boundary, tuple(factors), np.max)
     coarse = segment(
         pooled, voxel_size_nm=tuple(v * f for v, f in zip(voxel, factors, strict=True))
     )
-    cell = [np.arange(n) // f for n, f in zip(boundary.shape, factors, strict=True)]
-    return coarse[np.ix_(*cell)]
+    return coarse, cells
 
 
 def _partners(
@@ -366,7 +376,7 @@ def _partners(
         for s, p, n in zip(box, pad, blobs.shape, strict=True)
     )
     own = blobs[box] == label
-    near = distance_nm(~own, voxel) <= reach
+    near = within(own, reach, voxel)
     segs = labels[box][near]
     segs = segs[segs > 0]
     if segs.size == 0:
