@@ -169,11 +169,14 @@ def distinct_labels_nearby(labels: np.ndarray, half_width: tuple[int, ...]) -> n
     """True where a box of ``2 * half_width + 1`` voxels holds two different nonzero labels.
 
     Uses the separable maximum and minimum filters (background 0 is excluded from the
-    minimum by lifting it above every label), so its cost does not grow with the box.
+    minimum by lifting it above every label), so its cost does not grow with the box;
+    on the narrowest unsigned type that holds the labels (the filters are memory-bound).
     """
     size = tuple(2 * h + 1 for h in half_width)
-    top = labels.max() if labels.size else 0
-    lifted = np.where(labels == 0, top + 1, labels)
+    top = int(labels.max()) if labels.size else 0
+    if labels.dtype.kind in "iu" and labels.size and labels.min() >= 0:
+        labels = labels.astype(np.min_scalar_type(top + 1), copy=False)
+    lifted = np.where(labels == 0, top + 1, labels).astype(labels.dtype, copy=False)
     lo = ndi.minimum_filter(lifted, size=size, mode="nearest")
     hi = ndi.maximum_filter(labels, size=size, mode="nearest")
     return (hi > 0) & (lo <= top) & (lo < hi)
