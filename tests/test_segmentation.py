@@ -162,3 +162,43 @@ def test_isolated_supervoxels_keep_their_own_id():
     out = agglomerate(sv, b, threshold=0.5)
     assert out[0, 2, 1] != out[0, 2, 4] == out[0, 2, 7] and (out[sv == 0] == 0).all()
     assert sorted(np.unique(out)) == [0, 1, 2]
+
+
+def _skimage_groups(supervoxels, boundary, threshold):
+    """The groups skimage's own merging loop makes (what _merge_lowest_first replays)."""
+    from skimage import graph
+
+    from emqc.segmentation._agglomerate import _mean_weight
+
+    rag = graph.rag_boundary(supervoxels, boundary.astype(np.float64), connectivity=1)
+    if rag.has_node(0):
+        rag.remove_node(0)
+    n = int(supervoxels.max())
+    graph.merge_hierarchical(
+        np.zeros(1, np.intp) + n, rag, thresh=threshold, rag_copy=False, in_place_merge=True,
+        merge_func=lambda *a: None, weight_func=_mean_weight,
+    )  # fmt: skip
+    return [list(rag.nodes[u]["labels"]) for u in rag.nodes]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**16),
+    levels=st.sampled_from([2, 3, 5, 256]),
+    threshold=st.sampled_from([0.3, 0.5, 0.8]),
+)
+def test_merging_replays_skimages_loop_ties_included(seed, levels, threshold):
+    from skimage import graph
+
+    from emqc.segmentation._agglomerate import _merge_lowest_first
+
+    rng = np.random.default_rng(seed)
+    # Many small supervoxels, some label-0 gaps; a boundary map on a few grey levels,
+    # so that many contacts tie in weight and the tie-breaking order is exercised.
+    supervoxels = rng.integers(0, 40, size=(6, 7, 8)).repeat(2, axis=1).repeat(2, axis=2)
+    supervoxels = np.where(rng.random(supervoxels.shape) < 0.05, 0, supervoxels)
+    boundary = (rng.integers(0, levels, size=supervoxels.shape) / (levels - 1)).astype(np.float32)
+    rag = graph.rag_boundary(supervoxels, boundary.astype(np.float64), connectivity=1)
+    if rag.has_node(0):
+        rag.remove_node(0)
+    assert _merge_lowest_first(rag, threshold) == _skimage_groups(supervoxels, boundary, threshold)
