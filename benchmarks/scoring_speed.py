@@ -13,8 +13,9 @@
 
    - **emqc**: ``emqc score VOL --block-list LIST --out DIR --no-progress``: blocks as
      Dask tasks on local threads, networks with batch norm folded, channels-last,
-     bfloat16 autocast, the block as one tile at the network's 10 nm; freed memory kept
-     for reuse (:mod:`emqc._memory`);
+     bfloat16, each convolution fused with its ReLU (:mod:`emqc.models._fused`), the
+     block as one tile at the network's 10 nm; freed memory kept for reuse
+     (:mod:`emqc._memory`);
    - **naive**: the loop a user would write first (:data:`NAIVE`): for each block,
      read it, resample it to the network's working voxel size, run the same weights in
      plain fp32 eager mode under ``torch.no_grad`` on the whole block, sigmoid,

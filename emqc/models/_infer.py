@@ -146,7 +146,7 @@ class Predictor:
     threads : int, optional
         Torch threads (default: all cores).
     bf16 : bool, optional
-        Run under bfloat16 autocast (faster on CPUs with AVX512-BF16; check accuracy).
+        Compute in bfloat16 (faster on CPUs with AVX512-BF16 or AMX; check accuracy).
     max_relative_noise : float or None, optional
         Smooth blocks noisier than this (see the module docstring); None (default)
         never smooths.

@@ -24,7 +24,7 @@ __all__ = ["check_voxel_size", "predict", "predict_working_grid", "predictor"]
 def predictor(name: str) -> Predictor:
     """The committed network ``name``, loaded once per process."""
     # Larger blocks than WHOLE_BLOCK_VOXELS: 128-voxel tiles with a 16-voxel halo recompute
-    # 2.4x instead of 8x (96/24). bf16 autocast: same held-out F1 to 3 decimals, 1.8x faster.
+    # 2.4x instead of 8x (96/24). bfloat16: same held-out F1 to 3 decimals, 1.8x faster.
     if name == "fibsem3d":
         return Predictor.load(
             name, tile=128, halo=16, bf16=True, max_relative_noise=FIBSEM_MAX_RELATIVE_NOISE
