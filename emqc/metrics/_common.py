@@ -311,16 +311,17 @@ def segment_spans(
     shape = [len(c) for c in cells]
     centre = (np.asarray(shape) - 1) / 2
     # Per axis and cell: voxel count, sum and sum of squares of the voxels' coordinates.
-    count, first, second = [], [], []
+    factors = []  # per axis: (count, sum, sum of squares) of each cell's voxel coordinates
     for c, k, m, v in zip(cells, labels.shape, centre, scale, strict=True):
         coord = (np.arange(len(c)) - m) * v
-        count.append(np.bincount(c, minlength=k).astype(float))
-        first.append(np.bincount(c, weights=coord, minlength=k))
-        second.append(np.bincount(c, weights=coord * coord, minlength=k))
-    # The ten moments as (per-axis factor z, y, x): 0 count, 1 first, 2 second.
+        factors.append((
+            np.bincount(c, minlength=k).astype(float),
+            np.bincount(c, weights=coord, minlength=k),
+            np.bincount(c, weights=coord * coord, minlength=k),
+        ))  # fmt: skip
+    # The ten moments as (per-axis factor z, y, x): 0 count, 1 sum, 2 sum of squares.
     terms = ((0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (2, 0, 0), (0, 2, 0), (0, 0, 2),
              (1, 1, 0), (1, 0, 1), (0, 1, 1))  # fmt: skip
-    factors = list(zip(count, first, second, strict=True))
     sums = np.zeros((10, n + 1))
     step = max(1, 2**20 // (labels.shape[1] * labels.shape[2]))
     for z0 in range(0, labels.shape[0], step):
