@@ -89,6 +89,18 @@ class FusedUNet(nn.Module):
             )
         return x
 
+    def _up_step(self, x: torch.Tensor, skips: list, up: tuple, weights: list) -> torch.Tensor:
+        # The skip leaves the list and the concatenation is only a local here, so each is
+        # freed as soon as the next layer has read it (at the top level of a 288³ block,
+        # 0.76 and 1.5 GB fewer to hold, and to page in for a process's first block).
+        x = torch.cat([self._up_conv(x, *up, stride=2), skips.pop()], dim=1)
+        ones = [1] * self.dims
+        for w, b in weights:
+            x = torch.ops.mkldnn._convolution_pointwise(
+                x, w, b, ones, ones, ones, 1, "relu", [None], ""
+            )
+        return x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.dtype)
         skips = []
@@ -97,8 +109,8 @@ class FusedUNet(nn.Module):
             skips.append(x)
             x = self._pool(x, 2)
         x = self._conv_relu(x, self._bottom)
-        for (w, b), weights, skip in zip(self._up, self._up_blocks, reversed(skips), strict=True):
-            x = self._conv_relu(torch.cat([self._up_conv(x, w, b, stride=2), skip], dim=1), weights)
+        for up, weights in zip(self._up, self._up_blocks, strict=True):
+            x = self._up_step(x, skips, up, weights)
         return self._conv(x, *self._out).float()
 
 
