@@ -44,6 +44,7 @@ import errno
 import logging
 import math
 import os
+import re
 import shutil
 import time
 import warnings
@@ -121,6 +122,29 @@ def staging_path(dest: Path) -> Path:
     return dest.with_name(f".{dest.name}.emqc-partial")
 
 
+#: The temporary file zarr's local store writes a chunk to before renaming it into
+#: place: ``<key>.<uuid4 hex>.partial``.
+_STORE_TEMPORARY = re.compile(r"\.[0-9a-f]{32}\.partial$")
+
+
+def remove_store_temporaries(target: Any) -> int:
+    """Delete the chunk temporaries a killed writer left in a local volume; return how many.
+
+    A run killed while zarr was writing a chunk leaves ``<key>.<hex>.partial`` beside it.
+    A resumed ingest must not count it as part of the volume (its manifest lists every
+    file), so it is removed before the ingest goes on. Object stores write each object
+    whole and leave nothing.
+    """
+    if not isinstance(target, Path) or not target.is_dir():
+        return 0
+    stale = [
+        p for p in target.rglob("*.partial") if _STORE_TEMPORARY.search(p.name) and p.is_file()
+    ]
+    for p in stale:
+        p.unlink()
+    return len(stale)
+
+
 def ingest(
     source: str | Path | VolumeSource,
     dest: str | Path,
@@ -191,6 +215,8 @@ def ingest(
         with storage.storage_errors(dest, "write"):
             discard_journal(dest)
     target = prepare_output(dest, overwrite=overwrite, marker=MANIFEST_NAME, resume=resuming)
+    if resuming:
+        remove_store_temporaries(target)
     if isinstance(dest, Path):
         _warn_if_short_of_space(dest, src)
 

@@ -158,3 +158,19 @@ def test_an_unreadable_journaled_intensity_rule_is_measured_again(
     (Path(journal_location(dest)) / "rule.json").write_bytes(garbage)
     result = ingest(source, dest, **KW, resume=True)
     assert result.chunks_reused == 20 and result.root_digest == reference.root_digest
+
+
+def test_a_resumed_ingest_drops_the_chunk_temporaries_a_killed_writer_left(tmp_path):
+    from emqc.ingest import remove_store_temporaries
+
+    vol = tmp_path / "v.ome.zarr"
+    (vol / "0" / "c" / "0" / "1").mkdir(parents=True)
+    kept = vol / "0" / "c" / "0" / "1" / "1"
+    kept.write_bytes(b"chunk")
+    stale = vol / "0" / "c" / "0" / "1" / "1.11965e9f53044ebe9d86e80fd405203c.partial"
+    stale.write_bytes(b"half a chunk")
+    other = vol / "notes.partial"  # not zarr's pattern: not ours to delete
+    other.write_bytes(b"x")
+    assert remove_store_temporaries(vol) == 1
+    assert kept.exists() and other.exists() and not stale.exists()
+    assert remove_store_temporaries(tmp_path / "missing") == 0
