@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emqc.errors import InputError
 from emqc.models import Predictor, UNet, UNetConfig
 from emqc.models._augment import CropSampler
-from emqc.models._fused import FusedUNet, fused_or_plain
+from emqc.models._fused import FusedUNet, fused_or_plain, max_pool_2
 from emqc.models._infer import _stitch, fold_batchnorm
 from emqc.models._targets import boundary_from_ids
 from emqc.models._train import WEIGHTS_DIR, load_network, save_network
@@ -121,6 +123,29 @@ def test_fused_network_gives_the_unfused_networks_logits(dims, bf16):
     assert got.dtype == torch.float32 and got.shape == expected.shape
     # Same operations in the same dtype: equal up to the order of float additions.
     torch.testing.assert_close(got, expected, atol=2e-2 if bf16 else 1e-5, rtol=0)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    dims=st.sampled_from([2, 3]),
+    sizes=st.lists(st.integers(2, 9), min_size=3, max_size=3),
+    dtype=st.sampled_from([torch.float32, torch.bfloat16]),
+    seed=st.integers(0, 2**16),
+)
+def test_pairwise_max_pool_equals_torchs_pooling(dims, sizes, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    shape = (2, 3, *sizes[:dims])
+    layout = torch.channels_last_3d if dims == 3 else torch.channels_last
+    x = torch.randn(shape, generator=g).to(dtype)
+    x.view(-1)[:: max(1, x.numel() // 3)] = float("nan")  # NaN wins, as in the pooling
+    x = x.contiguous(memory_format=layout)
+    expected = (torch.nn.functional.max_pool3d if dims == 3 else torch.nn.functional.max_pool2d)(
+        x, 2
+    )
+    got = max_pool_2(x)
+    assert got.shape == expected.shape and got.dtype == dtype
+    torch.testing.assert_close(got, expected, rtol=0, atol=0, equal_nan=True)
+    assert got.is_contiguous(memory_format=layout)
 
 
 def test_fused_network_falls_back_to_the_plain_one_where_the_op_fails(monkeypatch):

@@ -32,7 +32,7 @@ from torch import nn
 
 from ._unet import UNet
 
-__all__ = ["FusedUNet", "fused_or_plain"]
+__all__ = ["FusedUNet", "fused_or_plain", "max_pool_2"]
 
 
 def _conv_weights(seq: nn.Sequential, dtype: torch.dtype, layout: torch.memory_format) -> list:
@@ -77,7 +77,6 @@ class FusedUNet(nn.Module):
             folded.out.weight.detach().to(dtype).contiguous(memory_format=layout),
             folded.out.bias.detach().to(dtype),
         )
-        self._pool = F.max_pool3d if dims == 3 else F.max_pool2d
         self._up_conv = F.conv_transpose3d if dims == 3 else F.conv_transpose2d
         self._conv = F.conv3d if dims == 3 else F.conv2d
 
@@ -107,11 +106,29 @@ class FusedUNet(nn.Module):
         for weights in self._down:
             x = self._conv_relu(x, weights)
             skips.append(x)
-            x = self._pool(x, 2)
+            x = max_pool_2(x)
         x = self._conv_relu(x, self._bottom)
         for up, weights in zip(self._up, self._up_blocks, strict=True):
             x = self._up_step(x, skips, up, weights)
         return self._conv(x, *self._out).float()
+
+
+def max_pool_2(x: torch.Tensor) -> torch.Tensor:
+    """``F.max_pool3d(x, 2)`` (or ``max_pool2d``) as pairwise maxima, one axis at a time.
+
+    The same values (a maximum is exact in any order), channels-last in and out. On
+    CPU, PyTorch's pooling also computes the argmax indices (an int64 per output
+    value) and runs about 2.7 times slower than these three strided maxima (0.53 s
+    against 0.20 s for a 12-channel 288³ map in bfloat16, one thread). Odd sizes
+    drop their last plane, as the pooling does.
+    """
+    for axis in range(2, x.ndim):
+        even = (x.shape[axis] // 2) * 2
+        x = torch.maximum(
+            x.narrow(axis, 0, even)[(slice(None),) * axis + (slice(0, None, 2),)],
+            x.narrow(axis, 0, even)[(slice(None),) * axis + (slice(1, None, 2),)],
+        )
+    return x
 
 
 def fused_or_plain(folded: UNet, *, bf16: bool) -> nn.Module:
