@@ -751,3 +751,37 @@ def test_within_is_the_distance_transform_at_most_the_radius(radius, voxel, seed
     if not mask.any():
         expected[:] = False
     np.testing.assert_array_equal(within(mask, radius, voxel), expected)
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    radius=st.floats(1.0, 70.0),
+    voxel=st.tuples(*[st.sampled_from([4.0, 8.0, 10.0, 30.0, 50.0])] * 3),
+    shape=st.tuples(*[st.integers(1, 12)] * 3),
+    density=st.sampled_from([0.01, 0.1, 0.6]),
+    dims=st.sampled_from([2, 3]),
+    seed=st.integers(0, 2**16),
+)
+def test_dilation_by_a_ball_equals_scipys(radius, voxel, shape, density, dims, seed):
+    from scipy import ndimage as ndi
+
+    from emqc.metrics._common import _ball, dilate_by_ball
+
+    ball = _ball(radius, voxel[:dims])
+    mask = np.random.default_rng(seed).random(shape[:dims]) < density
+    np.testing.assert_array_equal(
+        dilate_by_ball(mask, ball), ndi.binary_dilation(mask, structure=ball)
+    )
+
+
+def test_dilation_by_a_footprint_that_is_not_a_ball_is_scipys():
+    from scipy import ndimage as ndi
+
+    from emqc.metrics._common import dilate_by_ball
+
+    ring = np.ones((3, 3, 3), bool)
+    ring[1, 1, 1] = False  # row (1, 1) is two runs
+    mask = np.random.default_rng(0).random((8, 9, 10)) < 0.05
+    np.testing.assert_array_equal(
+        dilate_by_ball(mask, ring), ndi.binary_dilation(mask, structure=ring)
+    )

@@ -229,7 +229,7 @@ def at_least_from(
     radius = radius_nm - 1e-6
     ball = _ball(radius, voxel_size_nm)
     if ball.sum() <= _MAX_BALL:
-        return ~ndi.binary_dilation(mask, structure=ball)
+        return ~dilate_by_ball(mask, ball)
     return distance_nm(~mask, voxel_size_nm) >= radius
 
 
@@ -242,8 +242,50 @@ def within(mask: np.ndarray, radius_nm: float, voxel_size_nm: tuple[float, ...])
     """
     ball = _ball(radius_nm + 1e-6, voxel_size_nm)
     if ball.sum() <= _MAX_BALL:
-        return ndi.binary_dilation(mask, structure=ball)
+        return dilate_by_ball(mask, ball)
     return distance_nm(~mask, voxel_size_nm) <= radius_nm
+
+
+def dilate_by_ball(mask: np.ndarray, ball: np.ndarray) -> np.ndarray:
+    """``ndi.binary_dilation(mask, structure=ball)`` for a ball-shaped footprint, faster.
+
+    ``ball`` has odd sides, is symmetric about its centre and convex along the last axis
+    (each of its rows is one run centred on the middle, as every digital ball is).
+    The dilation is then the union, over the rows, of ``mask`` dilated along the last
+    axis by the row's half-width and shifted by the row's offset: a few whole-array ORs
+    per row (scipy visits every footprint voxel at every voxel). The same result to the
+    bit, outside the array counting as background; 13 rows instead of 33 voxels for the
+    20 nm ball at 10 nm voxels.
+    """
+    mask = np.asarray(mask, dtype=bool)
+    centre = [n // 2 for n in ball.shape]
+    runs: dict[tuple[int, ...], int] = {}
+    for lead in np.ndindex(*ball.shape[:-1]):
+        row = np.flatnonzero(ball[lead])
+        if row.size == 0:
+            continue
+        half = centre[-1] - int(row[0])
+        if int(row[-1]) != centre[-1] + half or row.size != 2 * half + 1:
+            return ndi.binary_dilation(mask, structure=ball)  # not a ball: scipy's way
+        runs[tuple(i - c for i, c in zip(lead, centre, strict=False))] = half
+    along: dict[int, np.ndarray] = {}
+    for half in set(runs.values()):
+        wide = mask.copy()
+        for k in range(1, min(half, mask.shape[-1] - 1) + 1):
+            wide[..., k:] |= mask[..., :-k]
+            wide[..., :-k] |= mask[..., k:]
+        along[half] = wide
+    out = np.zeros_like(mask)
+    for offset, half in runs.items():
+        dst, src = [], []
+        for d, n in zip(offset, mask.shape, strict=False):
+            if abs(d) >= n:
+                break
+            dst.append(slice(max(d, 0), n + min(d, 0)))
+            src.append(slice(max(-d, 0), n - max(d, 0)))
+        else:
+            out[tuple(dst)] |= along[half][tuple(src)]
+    return out
 
 
 def _ball(radius_nm: float, voxel_size_nm: tuple[float, ...]) -> np.ndarray:
