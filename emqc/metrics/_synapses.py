@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -250,7 +251,6 @@ def synapse_traceability(
     if segmentation is None:
         coarse, cells = _segment_on_grid(prob, voxel, grid_nm)
         coarse = check_labels(coarse, coarse.shape)
-        labels = coarse[np.ix_(*cells)]
     else:
         labels = check_labels(segmentation, syn.shape)
 
@@ -291,12 +291,18 @@ def synapse_traceability(
     continuity = float(np.sum(volumes * np.minimum(1.0, spans / trace)) / np.sum(volumes))
     span_of = dict(zip(ids.tolist(), spans.tolist(), strict=True))
 
+    def labels_in(box: tuple[slice, ...]) -> np.ndarray:
+        """The segment label of each voxel of ``box`` (coarse cells repeated onto it)."""
+        if cells is None:
+            return labels[box]
+        return coarse[np.ix_(*(c[b] for c, b in zip(cells, box, strict=True)))]
+
     # 3. and 5. Partners of each synapse.
     counts = {"traced": 0, "merged": 0, "missing": 0, "short": 0}
     credit = 0.0
     slices = ndi.find_objects(blobs)
     for label in keep:
-        pre, post = _partners(blobs, labels, label, slices[label - 1], voxel, reach, min_share)
+        pre, post = _partners(blobs, labels_in, label, slices[label - 1], voxel, reach, min_share)
         if pre == 0 or post == 0:
             counts["missing"] += 1
         elif pre == post:
@@ -358,7 +364,7 @@ def _segment_on_grid(
 
 def _partners(
     blobs: np.ndarray,
-    labels: np.ndarray,
+    labels_in: Callable[[tuple[slice, ...]], np.ndarray],
     label: int,
     box: tuple[slice, ...],
     voxel: tuple[float, ...],
@@ -377,7 +383,7 @@ def _partners(
     )
     own = blobs[box] == label
     near = within(own, reach, voxel)
-    segs = labels[box][near]
+    segs = labels_in(box)[near]
     segs = segs[segs > 0]
     if segs.size == 0:
         return 0, 0
