@@ -12,7 +12,7 @@ from emqc.errors import InputError
 from emqc.models import Predictor, UNet, UNetConfig
 from emqc.models._augment import CropSampler
 from emqc.models._fused import FusedUNet, fused_or_plain, max_pool_2
-from emqc.models._infer import _stitch, fold_batchnorm
+from emqc.models._infer import _sigmoid_in_place, _stitch, fold_batchnorm
 from emqc.models._targets import boundary_from_ids
 from emqc.models._train import WEIGHTS_DIR, load_network, save_network
 
@@ -146,6 +146,17 @@ def test_pairwise_max_pool_equals_torchs_pooling(dims, sizes, dtype, seed):
     assert got.shape == expected.shape and got.dtype == dtype
     torch.testing.assert_close(got, expected, rtol=0, atol=0, equal_nan=True)
     assert got.is_contiguous(memory_format=layout)
+
+
+def test_in_place_sigmoid_equals_the_expression_to_the_bit():
+    x = np.random.default_rng(3).normal(0, 30, (3, 7, 8, 9)).astype(np.float32)
+    x.flat[:6] = [np.inf, -np.inf, np.nan, 0.0, 88.8, -104.0]
+    with np.errstate(over="ignore"):
+        expected = 1.0 / (1.0 + np.exp(-x))
+    got = _sigmoid_in_place(x.copy())
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
+    assert np.nanmin(got) >= 0 and np.nanmax(got) <= 1
 
 
 def test_fused_network_falls_back_to_the_plain_one_where_the_op_fails(monkeypatch):

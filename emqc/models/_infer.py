@@ -251,14 +251,14 @@ class Predictor:
                     logits, polarity = self._settle_polarity(image, logits)
         finally:
             torch.set_num_threads(previous)
-        probs = 1.0 / (1.0 + np.exp(-logits))
+        probs = _sigmoid_in_place(logits)
         out = Prediction()
         out.polarity = polarity
         for i, head in enumerate(self.heads):
             p = probs[i]
             if native_grid and p.shape != raw.shape:
-                p = resample_linear(p, raw.shape)
-            out[head] = np.clip(p, 0.0, 1.0).astype(np.float32)
+                p = np.clip(resample_linear(p, raw.shape), 0.0, 1.0)
+            out[head] = p.astype(np.float32, copy=False)
         return out
 
     def polarity_margin(self, image: np.ndarray, logits: np.ndarray) -> tuple[float, np.ndarray]:
@@ -352,6 +352,20 @@ class Predictor:
                 image[z], self.tile, self.halo, len(self.heads), self._run, self.net.size_multiple
             )
         return out
+
+
+def _sigmoid_in_place(logits: np.ndarray) -> np.ndarray:
+    """``1 / (1 + exp(-logits))`` computed in ``logits``' own memory (float32, in [0, 1]).
+
+    The same operations in the same order as the expression, so the same values to the
+    bit, without its three temporaries of the maps' size.
+    """
+    np.negative(logits, out=logits)
+    with np.errstate(over="ignore"):  # exp overflows to inf where the sigmoid is 0
+        np.exp(logits, out=logits)
+    logits += 1.0
+    np.reciprocal(logits, out=logits)
+    return logits
 
 
 def _stitch(
