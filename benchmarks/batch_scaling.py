@@ -3,9 +3,10 @@
     ./run.sh bench batch_scaling [--samples 3] [--blocks 6] [--block-um 1.28] [--workdir DIR] [--keep]
 
 1. A study manifest of ``--samples`` samples, each the **real** FIB-SEM cube
-   (``$EMQC_DATA/medulla-fib-10nm``, 10 nm, 250^3 voxels) mirrored to 500^3 voxels
-   (an HDF5 file in the work folder) under its own id, so each draws its own
-   ``--blocks`` blocks (seeds derived from study seed 7).
+   (``$EMQC_DATA/medulla-fib-10nm``, 10 nm, 250^3 voxels) mirrored to a cube of
+   3 blocks a side, at least 500^3 voxels (768^3 for 2.56 µm blocks; an HDF5 file
+   in the work folder), under its own id, so each draws its own ``--blocks``
+   non-overlapping blocks (seeds derived from study seed 7).
 2. One run of ``emqc batch`` ingests, verifies and samples every sample and scores it
    (a warm-up; not timed).
 3. For each worker count (1, then 2; one thread each, so one block per worker at a
@@ -30,6 +31,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import math
 import os
 import platform
 import shutil
@@ -45,21 +47,26 @@ from emqc.batch import output_digests
 VENV_BIN = Path(sys.executable).parent
 
 
-def write_source(work: Path) -> Path:
-    """The real cube mirrored to 500^3 voxels (so that larger blocks fit without overlap)."""
+def source_edge(block_um: float) -> int:
+    """Edge (10 nm voxels) of the mirrored cube: 3 blocks, so that 6 random ones fit apart."""
+    return max(500, math.ceil(3 * block_um * 1000 / 10))
+
+
+def write_source(work: Path, edge: int) -> Path:
+    """The real cube mirrored to ``edge``^3 voxels (so that the blocks fit without overlap)."""
     import h5py
     import numpy as np
 
     raw = datasets.load("medulla", labels=False).raw
-    big = np.pad(raw, [(0, 500 - n) for n in raw.shape], mode="symmetric")
-    path = work / "medulla_mirrored_500.h5"
+    big = np.pad(raw, [(0, edge - n) for n in raw.shape], mode="symmetric")
+    path = work / f"medulla_mirrored_{edge}.h5"
     with h5py.File(path, "w") as f:
         f.create_dataset("raw", data=big, chunks=(125, 125, 125))
     return path
 
 
 def write_manifest(work: Path, samples: int, blocks: int, block_um: float) -> Path:
-    source = write_source(work)
+    source = write_source(work, source_edge(block_um))
     lines = [f"study: scaling\noutput: {work / 'out'}\nseed: 7\nblock_um: {block_um}\n"
              f"blocks: {blocks}\nsamples:"]  # fmt: skip
     for i in range(samples):
@@ -119,7 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     speedup = rows[0]["scoring_seconds"] / rows[1]["scoring_seconds"]
     total_speedup = rows[0]["command_seconds"] / rows[1]["command_seconds"]
     print(f"\n{args.samples} samples x {args.blocks} blocks of {args.block_um} um "
-          f"(real medulla cube mirrored to 500^3, 10 nm), {os.cpu_count()} cores\n")  # fmt: skip
+          f"(real medulla cube mirrored to {source_edge(args.block_um)}^3, 10 nm), "
+          f"{os.cpu_count()} cores\n")  # fmt: skip
     print("| workers | scoring (s) | s per block | whole command (s) | peak RSS (GB) "
           "| worker CPU s per block | driver CPU (s) |")  # fmt: skip
     print("|---|---|---|---|---|---|---|")
