@@ -11,8 +11,10 @@ on CPU [2]_. :class:`FusedUNet` runs a trained :class:`~emqc.models._unet.UNet`
 converted once to the compute dtype instead of on every call as autocast does.
 The logits equal the unfused network's under the same dtype (identical on a 288³
 block here; a test checks them to float rounding); on that block at one thread it takes
-about three quarters of the time (5.1 s instead of 6.7 s). Inference on CPU only: the
-converted weights are plain tensors, not registered parameters.
+about three quarters of the time (5.1 s instead of 6.7 s). It pools by pairwise maxima
+(:func:`max_pool_2`; the same values, without the argmax indices PyTorch's CPU pooling
+writes). Inference on CPU only: the converted weights are plain tensors, not registered
+parameters.
 
 Where the op is missing or fails (a PyTorch build without oneDNN),
 :func:`fused_or_plain` returns the plain network and nothing changes but speed.
