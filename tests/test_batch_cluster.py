@@ -149,12 +149,12 @@ def test_local_example_runs(tmp_path):
     [
         (
             "slurm",
-            ["#SBATCH -p normal", "#SBATCH -A lab123", "#SBATCH --cpus-per-task=8", "#SBATCH --mem=30G",
+            ["#SBATCH -p normal", "#SBATCH -A lab123", "#SBATCH --cpus-per-task=8", "#SBATCH --mem=45G",
              "#SBATCH -t 04:00:00", "#SBATCH --constraint=cpu", "--nworkers 4", "--nthreads 2"],
         ),
         (
             "pbs",
-            ["#PBS -q workq", "#PBS -A lab123", "#PBS -l select=1:ncpus=16:mem=64GB",
+            ["#PBS -q workq", "#PBS -A lab123", "#PBS -l select=1:ncpus=16:mem=96GB",
              "#PBS -l walltime=06:00:00", "#PBS -j oe", "--nworkers 8", "--nthreads 2"],
         ),
     ],
@@ -204,7 +204,7 @@ def test_kubernetes_example_builds_a_valid_spec():
     for part in (worker, scheduler):
         (container,) = part["spec"]["containers"]
         assert container["image"] == "ghcr.io/your-lab/emqc:0.1.0"
-        assert container["resources"]["limits"] == {"cpu": "2", "memory": "8Gi"}
+        assert container["resources"]["limits"] == {"cpu": "2", "memory": "12Gi"}
         assert {"name": "EMQC_DATA", "value": "/data"} in container["env"]
         assert container["volumeMounts"] == [{"name": "em-data", "mountPath": "/data"}]
         assert part["spec"]["volumes"][0]["persistentVolumeClaim"] == {"claimName": "emqc-data"}

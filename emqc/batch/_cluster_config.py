@@ -10,7 +10,7 @@ Configuration file
       account: lab123
       cores: 8
       processes: 4
-      memory: 32GB
+      memory: 48GB
       walltime: "04:00:00"
       job_extra_directives: ["--constraint=cpu"]
     scale: {jobs: 10}         # or {workers: 40}; or instead
