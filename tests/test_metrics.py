@@ -785,3 +785,34 @@ def test_dilation_by_a_footprint_that_is_not_a_ball_is_scipys():
     np.testing.assert_array_equal(
         dilate_by_ball(mask, ring), ndi.binary_dilation(mask, structure=ring)
     )
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(
+    shape=st.tuples(*[st.integers(1, 9)] * 3),
+    factors=st.tuples(*[st.integers(1, 4)] * 3),
+    dims=st.sampled_from([2, 3]),
+    negative=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_max_pool_equals_scikit_images_block_reduce(shape, factors, dims, negative, seed):
+    from skimage.measure import block_reduce
+
+    from emqc.metrics._common import max_pool
+
+    array = np.random.default_rng(seed).random(shape[:dims], dtype=np.float32)
+    if negative:  # a partial block at a far face counts the padding's 0
+        array -= 0.5
+    expected = block_reduce(array, factors[:dims], np.max)
+    pooled = max_pool(array, factors[:dims])
+    assert pooled.dtype == expected.dtype
+    np.testing.assert_array_equal(pooled, expected)
+
+
+def test_max_pool_refuses_factors_that_do_not_fit():
+    from emqc.metrics._common import max_pool
+
+    with pytest.raises(ValueError, match="one factor >= 1 per axis"):
+        max_pool(np.zeros((4, 4)), (2,))
+    with pytest.raises(ValueError, match="one factor >= 1 per axis"):
+        max_pool(np.zeros((4, 4)), (2, 0))

@@ -9,7 +9,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.measure import block_reduce
 
 from ._common import (
     MetricResult,
@@ -18,6 +17,7 @@ from ._common import (
     check_number,
     check_probability,
     check_voxel_size,
+    max_pool,
     segment_spans,
     within,
 )
@@ -355,7 +355,7 @@ def _segment_on_grid(
     if factors == [1, 1, 1]:
         return segment(boundary, voxel_size_nm=voxel), cells
     # Partial cells at the far faces are padded with 0, which never raises a maximum.
-    pooled = block_reduce(boundary, tuple(factors), np.max)
+    pooled = max_pool(boundary, factors)
     coarse = segment(
         pooled, voxel_size_nm=tuple(v * f for v, f in zip(voxel, factors, strict=True))
     )
