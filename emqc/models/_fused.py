@@ -13,8 +13,13 @@ The logits equal the unfused network's under the same dtype (identical on a 288�
 block here; a test checks them to float rounding); on that block at one thread it takes
 about three quarters of the time (5.1 s instead of 6.7 s). It pools by pairwise maxima
 (:func:`max_pool_2`; the same values, without the argmax indices PyTorch's CPU pooling
-writes). Inference on CPU only: the converted weights are plain tensors, not registered
-parameters.
+writes). Each up block's first convolution reads the upsampled map and the skip
+connection as two convolutions of their own instead of one over their concatenation: the
+skip's share is computed first and the upsampled map's is added to it with the bias
+and the ReLU as oneDNN post-ops, in its memory (the same sum in a different order, with
+the skip's share rounded to the compute dtype once; at the top level of a 288³ block this
+saves building a 1.1 GB concatenation and 0.9 GB of peak memory). Inference on CPU only:
+the converted weights are plain tensors, not registered parameters.
 
 Where the op is missing or fails (a PyTorch build without oneDNN),
 :func:`fused_or_plain` returns the plain network and nothing changes but speed.
@@ -73,8 +78,18 @@ class FusedUNet(nn.Module):
         layout = torch.channels_last_3d if dims == 3 else torch.channels_last
         self._down = [_conv_weights(b, dtype, layout) for b in folded.down]
         self._bottom = _conv_weights(folded.bottom, dtype, layout)
-        self._up_blocks = [_conv_weights(b, dtype, layout) for b in folded.up_blocks]
         self._up = [(u.weight.detach().to(dtype), u.bias.detach().to(dtype)) for u in folded.up]
+        # The first convolution of each up block reads [upsampled, skip] concatenated: split
+        # its weights by input channel, so that the concatenation is never built.
+        self._up_blocks = []
+        for u, b in zip(folded.up, folded.up_blocks, strict=True):
+            (w, bias), *rest = _conv_weights(b, dtype, layout)
+            c = u.weight.shape[1]  # channels out of the transposed convolution
+            halves = (
+                w[:, :c].contiguous(memory_format=layout),
+                w[:, c:].contiguous(memory_format=layout),
+            )
+            self._up_blocks.append((halves, bias, rest))
         self._out = (
             folded.out.weight.detach().to(dtype).contiguous(memory_format=layout),
             folded.out.bias.detach().to(dtype),
@@ -98,13 +113,19 @@ class FusedUNet(nn.Module):
             skips.append(x)
             x = max_pool_2(x)
         x = self._conv_relu(x, self._bottom)
-        for up, weights in zip(self._up, self._up_blocks, strict=True):
-            # The skip leaves the list and the concatenation is only an argument, so each
-            # is freed as soon as the next layer has read it (at the top level of a 288³
-            # block, 0.76 and 1.5 GB fewer to hold, and to page in for a first block).
-            x = self._conv_relu(
-                torch.cat([self._up_conv(x, *up, stride=2), skips.pop()], dim=1), weights
+        ones = [1] * self.dims
+        for up, ((w_up, w_skip), bias, rest) in zip(self._up, self._up_blocks, strict=True):
+            # conv([up, skip]) = conv(up, w_up) + conv(skip, w_skip): the skip's share
+            # first (the skip is freed as it leaves the list), then the upsampled map's,
+            # added with the bias and the ReLU as oneDNN post-ops into the same memory.
+            y = torch.ops.mkldnn._convolution_pointwise(
+                skips.pop(), w_skip, None, ones, ones, ones, 1, "none", [None], ""
             )
+            y = torch.ops.mkldnn._convolution_pointwise_(
+                y, self._up_conv(x, *up, stride=2), w_up, bias,
+                ones, ones, ones, 1, "add", 1.0, "relu", [None], "",
+            )  # fmt: skip
+            x = self._conv_relu(y, rest)
         return self._conv(x, *self._out).float()
 
 
