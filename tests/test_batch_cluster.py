@@ -19,7 +19,7 @@ import yaml
 from distributed import LocalCluster
 from distributed.core import Status
 
-from emqc._memory import SCORING_MALLOC_ENV
+from emqc._memory import SCORING_MEMORY_ENV
 from emqc.batch._cluster import (
     SCHEDULER_PLACEHOLDER,
     ClusterConfig,
@@ -58,8 +58,8 @@ def test_local_cluster_runs_on_two_workers_and_is_closed():
         assert "LocalCluster" in line and "2 workers, 2 threads" in line
         assert client.dashboard_link in line
         if platform.libc_ver()[0] == "glibc" and not os.environ.get("EMQC_SYSTEM_MALLOC"):
-            environs = client.run(lambda: {k: os.environ.get(k) for k in SCORING_MALLOC_ENV})
-            assert list(environs.values()) == [SCORING_MALLOC_ENV] * 2
+            environs = client.run(lambda: {k: os.environ.get(k) for k in SCORING_MEMORY_ENV})
+            assert list(environs.values()) == [SCORING_MEMORY_ENV] * 2
         cluster = client.cluster
     assert client.status == "closed"
     assert cluster.status == Status.closed

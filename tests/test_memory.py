@@ -10,19 +10,18 @@ import sys
 
 import pytest
 
-from emqc._memory import SCORING_MALLOC_ENV, scoring_worker_config, worker_environ
+from emqc._memory import SCORING_MEMORY_ENV, scoring_worker_config, worker_environ
 
 glibc = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator only")
 
 PROBE = (
     "import json, os; from emqc._memory import restart_with_scoring_allocator as r; r(); "
-    "print(json.dumps({k: os.environ.get(k) for k in "
-    "['MALLOC_ARENA_MAX', 'MALLOC_MMAP_MAX_', 'MALLOC_TRIM_THRESHOLD_', 'EMQC_PROBE']}))"
+    f"print(json.dumps({{k: os.environ.get(k) for k in {[*SCORING_MEMORY_ENV, 'EMQC_PROBE']!r}}}))"
 )
 
 
 def _environ_without_settings() -> dict[str, str]:
-    skip = {*SCORING_MALLOC_ENV, "EMQC_SYSTEM_MALLOC"}
+    skip = {*SCORING_MEMORY_ENV, "EMQC_SYSTEM_MALLOC"}
     return {k: v for k, v in os.environ.items() if k not in skip}
 
 
@@ -35,14 +34,14 @@ def _probe(**env: str) -> dict:
 @glibc
 def test_the_process_restarts_once_with_the_settings_and_keeps_its_environment():
     seen = _probe(EMQC_PROBE="kept")
-    assert seen == {**SCORING_MALLOC_ENV, "EMQC_PROBE": "kept"}
+    assert seen == {**SCORING_MEMORY_ENV, "EMQC_PROBE": "kept"}
 
 
 @glibc
 def test_a_users_own_value_wins_and_the_restart_can_be_turned_off():
     assert _probe(MALLOC_ARENA_MAX="4")["MALLOC_ARENA_MAX"] == "4"
     off = _probe(EMQC_SYSTEM_MALLOC="1")
-    assert all(off[k] is None for k in SCORING_MALLOC_ENV)
+    assert all(off[k] is None for k in SCORING_MEMORY_ENV)
 
 
 @glibc
@@ -57,13 +56,13 @@ def test_the_emqc_command_still_runs_after_restarting_itself():
 
 def test_worker_environ_adds_the_settings_to_dasks_and_keeps_the_rest(monkeypatch):
     monkeypatch.delenv("EMQC_SYSTEM_MALLOC", raising=False)
-    for key in SCORING_MALLOC_ENV:
+    for key in SCORING_MEMORY_ENV:
         monkeypatch.delenv(key, raising=False)
     base = {"MALLOC_TRIM_THRESHOLD_": 65536, "OMP_NUM_THREADS": 1}
     merged = worker_environ(base)
     assert merged["OMP_NUM_THREADS"] == 1 and base["MALLOC_TRIM_THRESHOLD_"] == 65536
     if platform.libc_ver()[0] == "glibc":
-        assert {k: merged[k] for k in SCORING_MALLOC_ENV} == SCORING_MALLOC_ENV
+        assert {k: merged[k] for k in SCORING_MEMORY_ENV} == SCORING_MEMORY_ENV
         monkeypatch.setenv("MALLOC_ARENA_MAX", "4")  # the user's own value is passed on
         assert worker_environ(base)["MALLOC_ARENA_MAX"] == "4"
     monkeypatch.setenv("EMQC_SYSTEM_MALLOC", "1")
