@@ -162,7 +162,7 @@ def imaging_quality(raw: Any, *, voxel_size_nm: Any) -> ImagingQuality:
     if min(image.shape[1:]) < 8:
         raise InputError(f"raw must be at least 8 x 8 in (y, x), got shape {image.shape}")
     data = image.astype(np.float64)
-    if not np.isfinite(data).all():
+    if image.dtype.kind == "f" and not np.isfinite(data).all():  # integers always are
         raise InputError("raw holds NaN or infinite values")
     slices = data[_slice_picks(image.shape[0])]
 
@@ -184,7 +184,7 @@ def imaging_quality(raw: Any, *, voxel_size_nm: Any) -> ImagingQuality:
     snr = min(1000.0, signal / sigma) if sigma > 0 else 1000.0
     blur = _blur(slices, voxel)
     stripes, axis = _stripe_ratio(slices)
-    charging = _charging(data)
+    charging = _charging(data, total_var)
 
     values = {
         "snr": snr,
@@ -303,8 +303,8 @@ def _stripe_ratio(slices: np.ndarray) -> tuple[float, str]:
     return best, axis
 
 
-def _charging(data: np.ndarray) -> float:
-    """Share of the block's variance explained by a quadratic trend in (z, y, x)."""
+def _charging(data: np.ndarray, total_var: float) -> float:
+    """Share of the block's variance (``total_var``) explained by a quadratic trend in (z, y, x)."""
     # Fit on means of about 8^3 cells (the trend is smooth; the fit stays cheap).
     factors = [max(1, n // 8) for n in data.shape]
     shape = [n // f for n, f in zip(data.shape, factors, strict=True)]
@@ -316,4 +316,4 @@ def _charging(data: np.ndarray) -> float:
     terms = np.stack([np.ones_like(z), z, y, x, z * z, y * y, x * x, z * y, z * x, y * x], 1)
     coef, *_ = np.linalg.lstsq(terms, pooled.ravel(), rcond=None)
     trend = terms @ coef
-    return float(min(1.0, trend.var() / data.var()))
+    return float(min(1.0, trend.var() / total_var))
