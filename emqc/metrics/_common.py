@@ -294,9 +294,9 @@ def max_pool(array: np.ndarray, factors: Sequence[int]) -> np.ndarray:
     scikit-image's ``block_reduce`` pads the far faces with 0 to whole blocks and takes
     each block's maximum over a strided view of all its axes at once (0.27 s for a
     256³ float32 map, 2 × 2 × 2 blocks, one core). This takes pairwise maxima of
-    strided slices one axis at a time instead: the same
-    values (a maximum is exact in any order; a partial block at a far face is the
-    maximum of its voxels and 0), in about a tenth of the time.
+    strided slices one axis at a time instead (0.09 s): the same values, as a maximum is
+    exact in any order, and a partial block at a far face is the maximum of its voxels
+    and 0.
     """
     out = np.asarray(array)
     if len(factors) != out.ndim or any(int(f) < 1 for f in factors):
@@ -306,7 +306,6 @@ def max_pool(array: np.ndarray, factors: Sequence[int]) -> np.ndarray:
             continue
         n = out.shape[axis]
         whole = n // f * f
-
         lead = (slice(None),) * axis
         pooled = out[(*lead, slice(0, whole, f))].copy()
         for k in range(1, f):
