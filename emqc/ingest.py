@@ -295,6 +295,8 @@ def _write_all(
     """
     arrays = reopen_image(target, layout) if resuming else None
     if arrays is None:
+        if resuming:  # killed while the image itself was being created: create it again
+            log.warning("the unfinished image in %s cannot be reopened; creating it again", target)
         if journal is not None:
             journal.start()
         arrays = create_image(target, layout)

@@ -109,7 +109,9 @@ def create_image(path: Path | str, layout: ImageLayout) -> list[zarr.Array]:
     Parameters
     ----------
     path : Path or str
-        Folder to create (must not exist or be empty), or an object-store URL.
+        Folder to create, or an object-store URL. It holds nothing but, at most, what
+        an earlier call killed part-way left there: arrays at the level paths are
+        replaced, so such leftovers never stop a resumed ingest.
     layout : ImageLayout
         Levels and chunk shape.
 
@@ -132,6 +134,7 @@ def create_image(path: Path | str, layout: ImageLayout) -> list[zarr.Array]:
                 compressors=zarr.codecs.ZstdCodec(level=1),
                 dimension_names=AXES,
                 config={"write_empty_chunks": True},
+                overwrite=True,
             )
         )
     base = layout.levels[0].voxel_size_nm

@@ -277,6 +277,16 @@ _KILLED_INGEST_CHILD = textwrap.dedent(
     if when in ("digest", "publish"):  # hashing the written files; publishing the volume
         name = {"digest": "digest_tree", "publish": "publish_output"}[when]
         setattr(ing, name, lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL))
+    elif when == "create":  # creating the image: level 0's array is there, the rest is not
+        import zarr
+        make = zarr.Group.create_array
+
+        def killing(self, name, **kwargs):
+            if name == "1":
+                os.kill(os.getpid(), signal.SIGKILL)
+            return make(self, name, **kwargs)
+
+        zarr.Group.create_array = killing
     else:
         n, write = [0], levels._write_chunk
 
@@ -309,6 +319,8 @@ def _killed_ingest(source: str, dest: Path | str, when: str) -> None:
 def killed_ingest():
     """``killed_ingest(source, dest, when)``: a child process ingests ``source`` into ``dest``
     (folder or URL; 10 nm voxels, 32³ chunks, ``resume=True``) and SIGKILLs itself just
-    before its ``int(when) + 1``-th chunk write, before hashing what it wrote (``"digest"``)
-    or before publishing (``"publish"``, after its journal is removed)."""
+    before its ``int(when) + 1``-th chunk write, while creating the image's arrays
+    (``"create"``: level 0's array exists, the NGFF metadata does not), before hashing
+    what it wrote (``"digest"``) or before publishing (``"publish"``, after its journal is
+    removed)."""
     return _killed_ingest

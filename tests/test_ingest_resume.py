@@ -43,7 +43,7 @@ def _records(dest: Path) -> list[Path]:
     return sorted(p for p in Path(journal_location(dest)).glob("chunks/*/*") if p.is_file())
 
 
-@pytest.mark.parametrize("when", ["0", "1", "20", "36", "42", "digest", "publish"])
+@pytest.mark.parametrize("when", ["create", "0", "1", "20", "36", "42", "digest", "publish"])
 def test_a_killed_ingest_resumes_chunk_by_chunk(killed_ingest, source, reference, tmp_path, when):
     dest = tmp_path / "vol.ome.zarr"
     killed_ingest(source, dest, when)
@@ -52,7 +52,7 @@ def test_a_killed_ingest_resumes_chunk_by_chunk(killed_ingest, source, reference
         assert recorded == int(when)  # one write at a time: each finished one is recorded
     elif when == "digest":
         assert recorded == reference.chunks_written  # every chunk: the rerun writes none
-    else:  # the journal goes just before publishing: a complete volume never has one
+    else:  # no chunk yet ("create"), or the journal went just before publishing ("publish")
         assert recorded == 0
     result = ingest(source, dest, **KW, resume=True)
     assert result.root_digest == reference.root_digest

@@ -256,7 +256,11 @@ class _FailingSource(ArraySource):
         return super()._read(z, y, x)
 
 
-def test_a_killed_ingest_to_s3_resumes_chunk_by_chunk(s3, cube, tmp_path, killed_ingest):  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("when, kept", [("create", 0), ("5", 5)])
+def test_a_killed_ingest_to_s3_resumes_chunk_by_chunk(
+    s3, cube, tmp_path, killed_ingest, when, kept
+):  # type: ignore[no-untyped-def]
+    """Killed while creating the image's arrays, or before its 6th chunk write."""
     import h5py
 
     from emqc._chunk_journal import journal_location
@@ -265,11 +269,11 @@ def test_a_killed_ingest_to_s3_resumes_chunk_by_chunk(s3, cube, tmp_path, killed
         f.create_dataset("raw", data=cube)
     src, kw = f"{tmp_path / 'cube.h5'}:/raw", dict(voxel_size_nm=(10, 10, 10), chunk=32)
     reference = ingest(src, tmp_path / "ref.ome.zarr", **kw, progress=False)
-    url = f"{s3}/resume/cube.ome.zarr"
-    killed_ingest(src, url, "5")  # a child process SIGKILLed before its 6th chunk write
+    url = f"{s3}/resume-{when}/cube.ome.zarr"
+    killed_ingest(src, url, when)  # a child process SIGKILLs itself at that moment
     assert PARTIAL_MARKER in storage.list_files(url)
     result = ingest(src, url, **kw, progress=False, resume=True)
-    assert (result.chunks_reused, result.root_digest) == (5, reference.root_digest)
+    assert (result.chunks_reused, result.root_digest) == (kept, reference.root_digest)
     assert not storage.exists(journal_location(url))
     assert PARTIAL_MARKER not in storage.list_files(url)
     verify_volume(url)
