@@ -2,7 +2,7 @@
 # One entry point that sets everything up, then runs what you ask for.
 #
 #   ./run.sh demo [--out DIR]     set up, then run the main job (emqc demo) end to end
-#   ./run.sh test [PYTEST ARGS]   set up (incl. Xvfb for napari), then run the test suite
+#   ./run.sh test [PYTEST ARGS]   set up (incl. Xvfb for napari, SLURM), then run the test suite
 #   ./run.sh bench NAME [ARGS]    set up, then run benchmarks/NAME.py (see BENCHMARKS.md)
 #   ./run.sh setup                only set up the virtual environment
 #
@@ -59,24 +59,34 @@ setup_venv() {
   say "environment ready: $VENV"
 }
 
-# System packages napari needs to run headless under Xvfb (../shared/STACK.md).
-setup_display() {
-  local pkgs=(xvfb xauth libgl1 libegl1 libgl1-mesa-dri libxcb-icccm4 libxcb-keysyms1
-              libxcb-cursor0 libxkbcommon-x11-0 libxcb-xinerama0 libxcb-randr0
-              libxcb-render-util0 libxcb-image0 libxcb-shape0 libdbus-1-3 libfontconfig1)
+# Install the Debian packages among "$@" that are missing; $1 says what they are for.
+install_debian_packages() {
+  local why="$1"; shift
   local missing=()
   local p
-  for p in "${pkgs[@]}"; do
+  for p in "$@"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
   [ ${#missing[@]} -eq 0 ] && return 0
   local sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   command -v apt-get >/dev/null 2>&1 ||
-    die "missing system packages for headless napari (${missing[*]}) and no apt-get to install them; install them with your package manager."
-  say "installing system packages for headless napari: ${missing[*]}"
+    die "missing system packages for $why (${missing[*]}) and no apt-get to install them; install them with your package manager."
+  say "installing system packages for $why: ${missing[*]}"
   $sudo apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# System packages napari needs to run headless under Xvfb (../shared/STACK.md).
+setup_display() {
+  install_debian_packages "headless napari" xvfb xauth libgl1 libegl1 libgl1-mesa-dri \
+    libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-xinerama0 \
+    libxcb-randr0 libxcb-render-util0 libxcb-image0 libxcb-shape0 libdbus-1-3 libfontconfig1
+}
+
+# The one-node SLURM cluster that tests/test_batch_slurm.py starts on loopback.
+setup_slurm() {
+  install_debian_packages "the SLURM tests" slurmctld slurmd
 }
 
 cmd="${1:-}"
@@ -90,6 +100,7 @@ case "$cmd" in
   test)
     setup_venv
     setup_display
+    setup_slurm
     export QT_QPA_PLATFORM=xcb
     # A fresh temporary folder per run (kept when the run fails, for inspection): pytest's
     # default clean-up of earlier runs' folders under /tmp/pytest-of-USER turns into an error

@@ -1,8 +1,9 @@
 """The cluster layer of ``emqc batch``: local and remote clusters, config files, job scripts.
 
-No SLURM, PBS or Kubernetes is reachable here: the HPC examples are checked by building
-their dask-jobqueue clusters (which submits nothing until scaled) and reading the job
-scripts, the Kubernetes example by building its DaskCluster resource.
+The HPC examples are checked by building their dask-jobqueue clusters (which submits
+nothing until scaled) and reading the job scripts, the Kubernetes example by building its
+DaskCluster resource (no Kubernetes is reachable here). A real SLURM cluster runs a batch
+in ``test_batch_slurm.py``.
 """
 
 from __future__ import annotations
