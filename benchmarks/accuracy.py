@@ -24,7 +24,8 @@ Protocol, the same for every method (see :mod:`emqc.datasets` for the split):
      :func:`emqc.segmentation.segment` on the boundary map against the neuron ids
      (label 0 ignored; seed/merge thresholds tuned on train z 80-159 for time);
    - vnc (ssTEM, 50×4.6² nm): synapse objects P/R/F1 (components of
-     ``synapse > t`` of at least a tuned volume, matched one-to-one to the true
+     ``synapse > t`` of at least a tuned volume, the map first smoothed by a
+     Gaussian of a tuned σ in nm, matched one-to-one to the true
      synapses by overlap or centroids within 150 nm), as 3D objects and as 2D
      profiles per section (each tuned on train); membrane pixel F1 and AP; and,
      for methods that predict it, extracellular pixel F1 and AP against the stack's
@@ -57,7 +58,9 @@ from emqc.evaluation import (
     boundary_pr_curve,
     boundary_prf,
     detect_objects,
+    drop_small_objects,
     match_objects,
+    smooth_probability,
     synapse_prf,
     voi,
 )
@@ -77,7 +80,10 @@ SEG_THRESHOLDS = (0.2, 0.35, 0.5, 0.65)
 MERGE_THRESHOLDS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7)
 SEG_MIN_SIZE_NM3 = 125_000.0  # (50 nm)³: fragments below this join a neighbour
 SYN_THRESHOLDS = tuple(np.round(np.arange(0.02, 0.99, 0.04), 2).tolist())
-SYN_MIN_SIZES_NM3 = (0.0, 1e5, 3e5, 1e6, 3e6)
+SYN_MIN_SIZES_NM3 = (0.0, 1e5, 2e5, 3e5, 4e5, 6e5, 8e5, 1e6, 1.5e6, 2e6, 3e6)
+# Gaussian smoothing (σ, nm) before thresholding, so that a synapse whose probability dips
+# inside it stays one object; 0 = none (the protocol before 2026-12-05's fifth session).
+SYN_SMOOTHING_NM = (0.0, 20.0, 40.0, 60.0)
 SYN_MAX_DISTANCE_NM = 150.0
 SYN_MAX_FRACTION = 0.05  # true synapses fill 0.6 % of the VNC stack
 VNC_EXTRACELLULAR_CLASS = 159  # glia / extracellular space in /labels/classes
@@ -175,27 +181,33 @@ def eval_medulla(method: Predict, name: str) -> dict:
 
 
 def synapse_scores(prob_tr, true_tr, prob_ho, true_ho, vox, *, planar=False) -> dict:
-    """Threshold and object size of best F1 on train; P/R/F1 with them on held-out."""
+    """Smoothing, threshold and object size of best F1 on train; P/R/F1 with them on held-out."""
     kw = dict(voxel_size_nm=vox, max_distance_nm=SYN_MAX_DISTANCE_NM)
     structure = ndi.generate_binary_structure(3, 1)
     if planar:
         structure[0] = structure[2] = False
     true_objects = ndi.label(true_tr, structure=structure)[0]
     grid = []
-    for t in SYN_THRESHOLDS:
-        # A map above t on more than SYN_MAX_FRACTION of the volume detects nothing.
-        if np.count_nonzero(prob_tr > t) > SYN_MAX_FRACTION * prob_tr.size:
-            continue
-        for s in SYN_MIN_SIZES_NM3:
-            pred = detect_objects(
-                prob_tr, threshold=t, voxel_size_nm=vox, min_size_nm3=s, planar=planar
-            )
-            grid.append((match_objects(pred, true_objects, **kw).f1, t, s))
+    for sigma in SYN_SMOOTHING_NM:
+        smoothed = smooth_probability(prob_tr, sigma_nm=sigma, voxel_size_nm=vox, planar=planar)
+        for t in SYN_THRESHOLDS:
+            # A map above t on more than SYN_MAX_FRACTION of the volume detects nothing.
+            if np.count_nonzero(smoothed > t) > SYN_MAX_FRACTION * smoothed.size:
+                continue
+            objects = detect_objects(smoothed, threshold=t, voxel_size_nm=vox, planar=planar)
+            for s in SYN_MIN_SIZES_NM3:
+                pred = drop_small_objects(objects, min_size_nm3=s, voxel_size_nm=vox)
+                # ties: the least smoothing, then the highest threshold and size
+                grid.append((match_objects(pred, true_objects, **kw).f1, -sigma, t, s))
     if not grid:
         return {}
-    f1_tr, t, s = max(grid)
-    held = synapse_prf(prob_ho, true_ho, threshold=t, min_size_nm3=s, planar=planar, **kw)
+    f1_tr, neg_sigma, t, s = max(grid)
+    sigma = -neg_sigma
+    held = synapse_prf(
+        prob_ho, true_ho, threshold=t, min_size_nm3=s, planar=planar, smooth_nm=sigma, **kw
+    )
     return {
+        "smoothing_nm (train)": sigma,
         "threshold (train)": t,
         "min_size_nm3 (train)": s,
         "train_f1": f1_tr,

@@ -19,7 +19,9 @@ from emqc.evaluation import (
     boundary_pr_curve,
     boundary_prf,
     detect_objects,
+    drop_small_objects,
     match_objects,
+    smooth_probability,
     synapse_prf,
     voi,
 )
@@ -246,6 +248,54 @@ def test_detect_objects_threshold_size_and_planar():
     assert s.tp == 4 and s.f1 == 1.0
 
 
+def test_smoothing_joins_the_fragments_of_one_synapse_and_keeps_two_apart():
+    """A synapse whose probability dips below the threshold in its middle (a narrow cleft)
+    is two objects as the map stands and one after smoothing; two synapses 250 nm apart
+    stay two."""
+    vox = (50.0, 5.0, 5.0)
+    prob = np.zeros((1, 40, 160), np.float32)
+    prob[0, 15:25, 10:40] = 0.9  # 50 nm thick
+    prob[0, 15:25, 40:43] = 0.3  # the dip: 15 nm
+    prob[0, 15:25, 43:70] = 0.9
+    prob[0, 15:25, 120:150] = 0.9  # another synapse, 250 nm from the first
+    kw = dict(threshold=0.5, voxel_size_nm=vox, planar=True)
+    assert detect_objects(prob, **kw).max() == 3
+    for sigma in (10, 20):
+        assert detect_objects(prob, **kw, smooth_nm=sigma).max() == 2
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 2**16), sigma=st.sampled_from([20.0, 60.0, 120.0]))
+def test_smooth_probability_stays_a_probability_and_planar_keeps_sections_apart(seed, sigma):
+    rng = np.random.default_rng(seed)
+    prob = rng.random((3, 16, 16), dtype=np.float32)
+    out = smooth_probability(prob, sigma_nm=sigma, voxel_size_nm=ANISO, planar=True)
+    assert out.dtype == np.float32 and out.min() >= 0 and out.max() <= 1
+    changed = prob.copy()
+    changed[0] = 1 - changed[0]
+    again = smooth_probability(changed, sigma_nm=sigma, voxel_size_nm=ANISO, planar=True)
+    np.testing.assert_array_equal(again[1:], out[1:])  # another section never leaks in
+    mixed = smooth_probability(changed, sigma_nm=sigma, voxel_size_nm=ANISO)
+    assert not np.array_equal(mixed[1], out[1])  # in 3D it does
+    np.testing.assert_array_equal(smooth_probability(prob, sigma_nm=0, voxel_size_nm=ANISO), prob)
+
+
+def test_drop_small_objects_keeps_the_size_given_and_renumbers():
+    lab = np.zeros((1, 4, 10), np.int32)
+    lab[0, 0, :2] = 7  # 2 voxels
+    lab[0, 2, :3] = 3  # 3 voxels
+    lab[0, 3, 5:9] = 9  # 4 voxels
+    out = drop_small_objects(lab, min_size_nm3=3000, voxel_size_nm=ISO)
+    assert out.dtype == np.uint32
+    assert sorted(np.unique(out).tolist()) == [0, 1, 2]
+    assert (out > 0).sum() == 7 and out[0, 0, :2].max() == 0
+    np.testing.assert_array_equal(drop_small_objects(lab, min_size_nm3=0, voxel_size_nm=ISO), lab)
+    with pytest.raises(TypeError, match="labels"):
+        drop_small_objects(lab.astype(np.float32), min_size_nm3=1, voxel_size_nm=ISO)
+    with pytest.raises(ValueError, match="min_size_nm3"):
+        drop_small_objects(lab, min_size_nm3=-1, voxel_size_nm=ISO)
+
+
 def test_synapse_bad_input():
     p = np.zeros((2, 4, 4), np.float32)
     with pytest.raises(ValueError, match="threshold"):
@@ -254,6 +304,8 @@ def test_synapse_bad_input():
         detect_objects(p, threshold="0.5", voxel_size_nm=ISO)
     with pytest.raises(ValueError, match="min_size_nm3"):
         detect_objects(p, threshold=0.5, voxel_size_nm=ISO, min_size_nm3=-1)
+    with pytest.raises(ValueError, match="sigma_nm"):
+        detect_objects(p, threshold=0.5, voxel_size_nm=ISO, smooth_nm=-1)
     with pytest.raises(TypeError, match="true"):
         match_objects(p.astype(np.uint8), p, voxel_size_nm=ISO)
     with pytest.raises(ValueError, match="max_distance_nm"):

@@ -6,7 +6,8 @@ Pure numpy / scipy / scikit-image functions used by ``benchmarks/accuracy.py``:
   recall, F1 with a distance tolerance in nm; tolerance 0 = pixel F1),
   :func:`boundary_pr_curve`, :func:`average_precision`;
 - segmentations: :func:`voi` (variation of information, split and merge);
-- synapses: :func:`detect_objects`, :func:`match_objects`, :func:`synapse_prf`.
+- synapses: :func:`smooth_probability`, :func:`detect_objects`,
+  :func:`drop_small_objects`, :func:`match_objects`, :func:`synapse_prf`.
 
 Examples
 --------
@@ -28,7 +29,14 @@ from ._boundary import (
     boundary_pr_curve,
     boundary_prf,
 )
-from ._synapses import SynapseScore, detect_objects, match_objects, synapse_prf
+from ._synapses import (
+    SynapseScore,
+    detect_objects,
+    drop_small_objects,
+    match_objects,
+    smooth_probability,
+    synapse_prf,
+)
 from ._voi import VOIScore, voi
 
 __all__ = [
@@ -41,7 +49,9 @@ __all__ = [
     "boundary_pr_curve",
     "boundary_prf",
     "detect_objects",
+    "drop_small_objects",
     "match_objects",
+    "smooth_probability",
     "synapse_prf",
     "voi",
 ]

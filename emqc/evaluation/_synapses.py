@@ -2,8 +2,11 @@
 
 Objects
     Predicted synapses are the connected components (6-connected) of
-    ``probability > threshold`` with a volume of at least ``min_size_nm3``; true
-    synapses are the connected components of the ground-truth mask (or its labels).
+    ``probability > threshold`` with a volume of at least ``min_size_nm3``, the map
+    optionally smoothed first by a Gaussian of ``smooth_nm`` (so that one synapse whose
+    probability dips inside it, where its cleft narrows or a section is faint, stays
+    one object instead of several fragments); true synapses are the connected
+    components of the ground-truth mask (or its labels).
 Matching rule
     A predicted and a true synapse *may* match when they share at least one voxel or
     their centroids lie within ``max_distance_nm`` (nanometres, so anisotropic voxels
@@ -27,7 +30,14 @@ from scipy.optimize import linear_sum_assignment
 from .._validate import check_number
 from ._boundary import _array, _voxel_size
 
-__all__ = ["SynapseScore", "detect_objects", "match_objects", "synapse_prf"]
+__all__ = [
+    "SynapseScore",
+    "detect_objects",
+    "drop_small_objects",
+    "match_objects",
+    "smooth_probability",
+    "synapse_prf",
+]
 
 
 def _non_negative(name: str, value: Any) -> float:
@@ -41,6 +51,85 @@ def _structure(planar: bool) -> np.ndarray:
     return s
 
 
+def smooth_probability(
+    prob: np.ndarray, *, sigma_nm: float, voxel_size_nm: Any, planar: bool = False
+) -> np.ndarray:
+    """A probability map smoothed by a Gaussian whose standard deviation is given in nm.
+
+    Parameters
+    ----------
+    prob : (Z, Y, X) ndarray of float
+        Synapse probability in [0, 1].
+    sigma_nm : float
+        Standard deviation in nanometres along every axis (converted to voxels per
+        axis, so anisotropic voxels are handled); 0 returns ``prob`` as float32.
+    voxel_size_nm : (float, float, float)
+    planar : bool
+        Smooth within each z section only (for per-section profiles).
+
+    Returns
+    -------
+    (Z, Y, X) ndarray of float32
+        Still in [0, 1] (a weighted mean of ``prob``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = np.zeros((1, 9, 9), np.float32); p[0, 4, 4] = 1
+    >>> q = smooth_probability(p, sigma_nm=10, voxel_size_nm=(10, 10, 10))
+    >>> bool(q[0, 4, 4] < 1 and abs(q.sum() - 1) < 1e-3)
+    True
+    """
+    prob = _array("prob", prob, kind="prob")
+    sigma = _non_negative("sigma_nm", sigma_nm)
+    vox = _voxel_size(voxel_size_nm)
+    if not isinstance(planar, bool):
+        raise TypeError(f"planar must be True or False, got {planar!r}")
+    out = np.asarray(prob, dtype=np.float32)
+    if sigma == 0:
+        return out
+    sigmas = [0.0 if (planar and axis == 0) else sigma / v for axis, v in enumerate(vox)]
+    return ndi.gaussian_filter(out, sigmas, mode="nearest")
+
+
+def drop_small_objects(
+    labels: np.ndarray, *, min_size_nm3: float, voxel_size_nm: Any
+) -> np.ndarray:
+    """Labelled objects with a volume of at least ``min_size_nm3``, renumbered ``1..n``.
+
+    Parameters
+    ----------
+    labels : (Z, Y, X) ndarray of int
+        Object ids, 0 for background.
+    min_size_nm3 : float
+        Smallest volume kept (nm³); 0 keeps every object.
+    voxel_size_nm : (float, float, float)
+
+    Returns
+    -------
+    (Z, Y, X) ndarray of uint32
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lab = np.array([[[1, 1, 0, 2]]])
+    >>> drop_small_objects(lab, min_size_nm3=2000, voxel_size_nm=(10, 10, 10)).tolist()
+    [[[1, 1, 0, 0]]]
+    """
+    labels = _array("labels", labels, kind="labels")
+    min_size = _non_negative("min_size_nm3", min_size_nm3)
+    vox = _voxel_size(voxel_size_nm)
+    n = int(labels.max(initial=0))
+    if n == 0 or min_size == 0:
+        return labels.astype(np.uint32)
+    sizes = np.bincount(labels.ravel(), minlength=n + 1) * float(np.prod(vox))
+    keep = sizes >= min_size
+    keep[0] = False
+    lut = np.zeros(n + 1, np.uint32)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1)
+    return lut[labels]
+
+
 def detect_objects(
     prob: np.ndarray,
     *,
@@ -48,6 +137,7 @@ def detect_objects(
     voxel_size_nm: Any,
     min_size_nm3: float = 0.0,
     planar: bool = False,
+    smooth_nm: float = 0.0,
 ) -> np.ndarray:
     """Objects of a probability map: 6-connected components of ``prob > threshold``.
 
@@ -63,6 +153,9 @@ def detect_objects(
     planar : bool
         Components within each z section only (4-connected): the synapse *profiles*
         of serial sections, rather than 3D objects.
+    smooth_nm : float
+        Smooth the map first (:func:`smooth_probability`, within sections when
+        ``planar``); 0, the default, thresholds it as it is.
 
     Returns
     -------
@@ -83,19 +176,9 @@ def detect_objects(
     t = _non_negative("threshold", threshold)
     if t >= 1:
         raise ValueError(f"threshold must be in [0, 1), got {threshold!r}")
-    vox = _voxel_size(voxel_size_nm)
-    min_size = _non_negative("min_size_nm3", min_size_nm3)
-    if not isinstance(planar, bool):
-        raise TypeError(f"planar must be True or False, got {planar!r}")
-    labels, n = ndi.label(prob > t, structure=_structure(planar))
-    if n and min_size > 0:
-        sizes = np.bincount(labels.ravel()) * float(np.prod(vox))
-        keep = sizes >= min_size
-        keep[0] = False
-        lut = np.zeros(n + 1, np.int64)
-        lut[keep] = np.arange(1, int(keep.sum()) + 1)
-        labels = lut[labels]
-    return labels.astype(np.uint32)
+    prob = smooth_probability(prob, sigma_nm=smooth_nm, voxel_size_nm=voxel_size_nm, planar=planar)
+    labels = ndi.label(prob > t, structure=_structure(planar))[0]
+    return drop_small_objects(labels, min_size_nm3=min_size_nm3, voxel_size_nm=voxel_size_nm)
 
 
 @dataclass(frozen=True)
@@ -231,6 +314,7 @@ def synapse_prf(
     min_size_nm3: float = 0.0,
     max_distance_nm: float = 150.0,
     planar: bool = False,
+    smooth_nm: float = 0.0,
 ) -> SynapseScore:
     """Synapse detection precision, recall and F1 of a probability map.
 
@@ -244,7 +328,7 @@ def synapse_prf(
     true : (Z, Y, X) ndarray of bool or int
         Ground-truth synapse mask; its 6-connected components are the true synapses
         (give labels with :func:`match_objects` directly to keep touching ones apart).
-    threshold, voxel_size_nm, min_size_nm3, planar
+    threshold, voxel_size_nm, min_size_nm3, planar, smooth_nm
         As in :func:`detect_objects` (``planar`` applies to the true synapses too).
     max_distance_nm : float
         As in :func:`match_objects`.
@@ -268,6 +352,7 @@ def synapse_prf(
         voxel_size_nm=voxel_size_nm,
         min_size_nm3=min_size_nm3,
         planar=planar,
+        smooth_nm=smooth_nm,
     )
     true_objects = ndi.label(true > 0, structure=_structure(planar))[0]
     return match_objects(
