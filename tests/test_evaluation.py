@@ -269,6 +269,7 @@ def test_smoothing_joins_the_fragments_of_one_synapse_and_keeps_two_apart():
 def test_smooth_probability_stays_a_probability_and_planar_keeps_sections_apart(seed, sigma):
     rng = np.random.default_rng(seed)
     prob = rng.random((3, 16, 16), dtype=np.float32)
+    prob[rng.random(prob.shape) < 0.3] = 1.0  # certain voxels, as a saturated sigmoid gives
     out = smooth_probability(prob, sigma_nm=sigma, voxel_size_nm=ANISO, planar=True)
     assert out.dtype == np.float32 and out.min() >= 0 and out.max() <= 1
     changed = prob.copy()
@@ -278,6 +279,7 @@ def test_smooth_probability_stays_a_probability_and_planar_keeps_sections_apart(
     mixed = smooth_probability(changed, sigma_nm=sigma, voxel_size_nm=ANISO)
     assert not np.array_equal(mixed[1], out[1])  # in 3D it does
     np.testing.assert_array_equal(smooth_probability(prob, sigma_nm=0, voxel_size_nm=ANISO), prob)
+    detect_objects(out, threshold=0.5, voxel_size_nm=ANISO)  # a valid map again
 
 
 def test_drop_small_objects_keeps_the_size_given_and_renumbers():

@@ -89,7 +89,8 @@ def smooth_probability(
     if sigma == 0:
         return out
     sigmas = [0.0 if (planar and axis == 0) else sigma / v for axis, v in enumerate(vox)]
-    return ndi.gaussian_filter(out, sigmas, mode="nearest")
+    smoothed = ndi.gaussian_filter(out, sigmas, mode="nearest")
+    return np.clip(smoothed, 0.0, 1.0, out=smoothed)  # float32 rounding can pass 1 by an ulp
 
 
 def drop_small_objects(
