@@ -85,29 +85,6 @@ def test_tiled_inference_equals_one_tile(dims):
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
 
 
-def test_a_whole_block_is_mirrored_by_its_margin_not_the_halo():
-    net = tiny(3)
-    image = np.random.default_rng(2).random((24, 24, 24)).astype(np.float32)
-    seen = []
-
-    def run(tiles):
-        seen.append(tiles[0].shape)
-        with torch.inference_mode():
-            return net(torch.from_numpy(np.stack(tiles)[:, None])).numpy()
-
-    default = _stitch(image, 80, 16, 1, run, net.size_multiple)
-    np.testing.assert_array_equal(
-        _stitch(image, 80, 16, 1, run, net.size_multiple, margin=16), default
-    )
-    narrow = _stitch(image, 80, 16, 1, run, net.size_multiple, margin=4)
-    assert seen == [(56, 56, 56), (56, 56, 56), (32, 32, 32)]  # 24 + 2 x 16; 24 + 2 x 4
-    assert narrow.shape == default.shape and not np.array_equal(narrow, default)
-    assert Predictor(net, tile=32, halo=8, margin=0).margin == 0
-    assert Predictor(net, tile=32, halo=8).margin == 8
-    with pytest.raises(ValueError, match="margin"):
-        Predictor(net, tile=32, halo=8, margin=-8)
-
-
 @pytest.mark.parametrize("dims", [2, 3])
 def test_folded_channels_last_network_matches_the_trained_one(dims):
     net = tiny(dims)

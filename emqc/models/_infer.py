@@ -19,11 +19,7 @@
    that overlap by a halo wider than the network's receptive-field radius, so
    that stitching the tiles' centres gives the same output as running the whole
    block at once (checked by a test).
-   A block that fits in :data:`WHOLE_BLOCK_VOXELS` (with its margin) is one tile,
-   mirrored outward by a *margin* instead of the halo: nothing is stitched, and the
-   mirrored voxels are made-up context anyway. ``fibsem3d`` uses 8 voxels (80 nm)
-   rather than its 16-voxel halo: on four 2.56 µm blocks the scores moved by at most
-   0.003 and the network ran on 272³ instead of 288³ voxels, 0.9 s less per block.
+   A block that fits in :data:`WHOLE_BLOCK_VOXELS` (with its halo) is one tile.
 3. Run the tiles in batches under ``torch.inference_mode`` with an explicit
    thread count (Dask's LocalCluster sets ``OMP_NUM_THREADS=1`` in its parent),
    with batch normalization folded into the convolutions and channels-last memory
@@ -79,7 +75,7 @@ __all__ = [
 #: Accepted range of (block voxel size) / (network working voxel size), per axis.
 VOXEL_RATIO_RANGE = (0.25, 1.6)
 #: Largest padded block (voxels) run as one tile instead of overlapping tiles: a
-#: 2.56 um block at 8 nm is 256^3 voxels at 10 nm, 272^3 with fibsem3d's margin. Memory: about
+#: 2.56 um block at 8 nm is 256^3 voxels at 10 nm, 288^3 with its halo. Memory: about
 #: 150 bytes per voxel for the 12-channel 3D U-Net in bfloat16 (3.6 GB at 288^3).
 WHOLE_BLOCK_VOXELS = 288**3
 #: Noise (standard deviation, on the block's own grid) above which ``fibsem3d`` smooths
@@ -147,9 +143,6 @@ class Predictor:
         Tile edge at working resolution (a multiple of the network's size multiple).
     halo : int
         Overlap on each side of a tile, in voxels at working resolution.
-    margin : int, optional
-        Mirrored context on each side of a block that runs as one tile (see the
-        module docstring); default ``halo``.
     threads : int, optional
         Torch threads (default: all cores).
     bf16 : bool, optional
@@ -168,7 +161,6 @@ class Predictor:
         *,
         tile: int = 128,
         halo: int = 16,
-        margin: int | None = None,
         threads: int | None = None,
         bf16: bool = False,
         max_relative_noise: float | None = None,
@@ -178,9 +170,6 @@ class Predictor:
             raise ValueError(
                 f"tile ({tile}) and halo ({halo}) must be multiples of {m} with tile > 2*halo"
             )
-        if margin is not None and (not isinstance(margin, int) or margin < 0):
-            raise ValueError(f"margin must be a non-negative int or None, got {margin!r}")
-        self.margin = halo if margin is None else margin
         self.net, self.tile, self.halo, self.threads, self.bf16 = (
             net.eval(),
             tile,
@@ -365,26 +354,14 @@ class Predictor:
     def _tiled(self, image: np.ndarray) -> np.ndarray:
         """Overlapping tiles on the pooling grid; returns logits (heads, *image.shape)."""
         return _stitch(
-            image,
-            self.tile,
-            self.halo,
-            len(self.heads),
-            self._run,
-            self.net.size_multiple,
-            margin=self.margin,
+            image, self.tile, self.halo, len(self.heads), self._run, self.net.size_multiple
         )
 
     def _sections(self, image: np.ndarray) -> np.ndarray:
         out = np.empty((len(self.heads), *image.shape), dtype=np.float32)
         for z in range(image.shape[0]):
             out[:, z] = _stitch(
-                image[z],
-                self.tile,
-                self.halo,
-                len(self.heads),
-                self._run,
-                self.net.size_multiple,
-                margin=self.margin,
+                image[z], self.tile, self.halo, len(self.heads), self._run, self.net.size_multiple
             )
         return out
 
@@ -404,30 +381,21 @@ def _sigmoid_in_place(logits: np.ndarray) -> np.ndarray:
 
 
 def _stitch(
-    image,
-    tile,
-    halo,
-    n_out,
-    run,
-    multiple,
-    batch: int = 4,
-    whole_max: int = WHOLE_BLOCK_VOXELS,
-    margin: int | None = None,
+    image, tile, halo, n_out, run, multiple, batch: int = 4, whole_max: int = WHOLE_BLOCK_VOXELS
 ):  # type: ignore[no-untyped-def]
     """Run ``run`` on overlapping tiles of ``image`` and keep each tile's centre.
 
-    An image that fits ``whole_max`` voxels (3D; its 2/3 power in 2D) with its
-    ``margin`` (default ``halo``) mirrored on each side runs as one tile.
+    An image that fits ``whole_max`` voxels (3D; its 2/3 power in 2D) with its halo
+    runs as one tile.
     """
-    margin = halo if margin is None else margin
-    padded_whole = [math.ceil((n + 2 * margin) / multiple) * multiple for n in image.shape]
+    padded_whole = [math.ceil((n + 2 * halo) / multiple) * multiple for n in image.shape]
     if math.prod(padded_whole) <= whole_max ** (image.ndim / 3):
-        # The whole block (plus margin, on the pooling grid) as one tile: no recomputed overlap.
-        pad = [(margin, s - n - margin) for s, n in zip(padded_whole, image.shape, strict=True)]
-        padded = np.pad(image, pad, mode="reflect" if min(image.shape) > margin else "edge")
+        # The whole block (plus halo, on the pooling grid) as one tile: no recomputed overlap.
+        pad = [(halo, s - n - halo) for s, n in zip(padded_whole, image.shape, strict=True)]
+        padded = np.pad(image, pad, mode="reflect" if min(image.shape) > halo else "edge")
         res = run([padded])[0]
         return np.ascontiguousarray(
-            res[(slice(None), *(slice(margin, margin + n) for n in image.shape))]
+            res[(slice(None), *(slice(halo, halo + n) for n in image.shape))]
         )
     core = tile - 2 * halo
     # Pad to whole cores plus the halo, and to the pooling grid.
