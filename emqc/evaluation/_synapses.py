@@ -173,11 +173,11 @@ def detect_objects(
     ...                    min_size_nm3=2000).max())
     1
     """
-    prob = _array("prob", prob, kind="prob")
+    # smooth_probability also checks prob, voxel_size_nm and planar (the map is scanned once)
+    prob = smooth_probability(prob, sigma_nm=smooth_nm, voxel_size_nm=voxel_size_nm, planar=planar)
     t = _non_negative("threshold", threshold)
     if t >= 1:
         raise ValueError(f"threshold must be in [0, 1), got {threshold!r}")
-    prob = smooth_probability(prob, sigma_nm=smooth_nm, voxel_size_nm=voxel_size_nm, planar=planar)
     labels = ndi.label(prob > t, structure=_structure(planar))[0]
     return drop_small_objects(labels, min_size_nm3=min_size_nm3, voxel_size_nm=voxel_size_nm)
 
