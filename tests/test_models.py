@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from emqc.errors import InputError
 from emqc.models import Predictor, UNet, UNetConfig
 from emqc.models._augment import CropSampler
-from emqc.models._fused import FusedUNet, fused_or_plain, max_pool_2
+from emqc.models._fused import FusedUNet, compose_upsampling, fused_or_plain, max_pool_2
 from emqc.models._infer import _sigmoid_in_place, _stitch, fold_batchnorm
 from emqc.models._targets import boundary_from_ids
 from emqc.models._train import WEIGHTS_DIR, load_network, save_network
@@ -123,6 +123,42 @@ def test_fused_network_gives_the_unfused_networks_logits(dims, bf16):
     assert got.dtype == torch.float32 and got.shape == expected.shape
     # Same operations in the same dtype: equal up to the order of float additions.
     torch.testing.assert_close(got, expected, atol=2e-2 if bf16 else 1e-5, rtol=0)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(
+    dims=st.sampled_from([2, 3]),
+    sizes=st.lists(st.integers(1, 6), min_size=3, max_size=3),
+    channels=st.tuples(st.integers(1, 4), st.integers(1, 3), st.integers(0, 2), st.integers(1, 3)),
+    conv_bias=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_composed_upsampling_equals_the_convolution_of_the_upsampled_map(
+    dims, sizes, channels, conv_bias, seed
+):
+    cin, c, c_skip, cout = channels
+    torch.manual_seed(seed)
+    up_cls, conv_cls = (
+        (torch.nn.ConvTranspose3d, torch.nn.Conv3d)
+        if dims == 3
+        else (torch.nn.ConvTranspose2d, torch.nn.Conv2d)
+    )
+    up = up_cls(cin, c, 2, stride=2).double()
+    conv = conv_cls(c + c_skip, cout, 3, padding=1, bias=conv_bias).double()
+    x = torch.randn(2, cin, *sizes[:dims], dtype=torch.float64)
+    skip = torch.zeros(2, c_skip, *(2 * n for n in sizes[:dims]), dtype=torch.float64)
+    with torch.no_grad():
+        expected = conv(torch.cat([up(x), skip], dim=1))  # the skip's share is zero here
+        kernel, bias, faces = compose_upsampling(up, conv)
+        transposed = (
+            torch.nn.functional.conv_transpose3d
+            if dims == 3
+            else torch.nn.functional.conv_transpose2d
+        )
+        got = transposed(x, kernel, bias, stride=2, padding=1)
+        for region, value in faces:
+            got[(slice(None), slice(None), *region)] += value
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
 
 
 @settings(max_examples=40, deadline=None, derandomize=True)
