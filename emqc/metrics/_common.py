@@ -16,6 +16,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 from scipy import ndimage as ndi
 
+from .._components import label
 from .._distance import distance_nm
 from ..errors import InputError
 
@@ -213,8 +214,7 @@ def compartment_cores(
     if open_space.all():
         return np.ones(open_space.shape, np.int32), 1
     core = at_least_from(~open_space, (gap_tolerance_nm + max(voxel_size_nm)) / 2, voxel_size_nm)
-    labels, n = ndi.label(core)
-    return labels.astype(np.int32, copy=False), int(n)
+    return label(core)
 
 
 def at_least_from(

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy import ndimage as ndi
 
+from .._components import label
 from .._distance import distance_nm
 from ..errors import InputError
 from ._common import (
@@ -229,7 +229,7 @@ def _lumen(void: np.ndarray, voxel: tuple[float, ...], radius: float | None) -> 
         return np.zeros(void.shape, bool)
     # One lumen per block (capillaries lie tens of um apart): the core piece holding the
     # deepest voxel. A halo is a shell outside the wall, a separate and shallower piece.
-    pieces, _ = ndi.label(core)
+    pieces, _ = label(core)
     core = pieces == pieces.flat[np.argmax(depth)]
     return void & (distance_nm(~core, voxel) <= radius)
 

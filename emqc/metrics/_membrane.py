@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import ndimage as ndi
 
+from .._components import label
 from .._distance import distance_nm
 from ._common import (
     MetricResult,
@@ -219,7 +220,7 @@ def membrane_integrity(
         )
 
     # 1. Continuity: boundary voxels weighted by how far their piece reaches.
-    pieces, n_pieces = ndi.label(mask, structure=_FULL)
+    pieces, n_pieces = label(mask, structure=_FULL)
     sizes, diag = component_extents_nm(pieces, n_pieces, voxel)
     reach = min(min_sheet, float(extent.min()) / 2)
     continuity = float(np.sum(sizes * np.minimum(1.0, diag / reach)) / n_boundary)

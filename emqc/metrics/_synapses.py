@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy import ndimage as ndi
 
+from .._components import label as label_mask
 from ._common import (
     MetricResult,
     block_extent_nm,
@@ -261,7 +262,7 @@ def synapse_traceability(
     volume_um3 = float(np.prod(extent)) / 1e9
 
     # 1. Synapses.
-    blobs, n_blobs = ndi.label(syn >= threshold, structure=_FULL)
+    blobs, n_blobs = label_mask(syn >= threshold, structure=_FULL)
     voxel_nm3 = float(np.prod(voxel))
     sizes = np.bincount(blobs.ravel(), minlength=n_blobs + 1)[1:] * voxel_nm3
     keep = np.flatnonzero(sizes >= min_volume) + 1

@@ -15,6 +15,7 @@ from scipy import ndimage as ndi
 from skimage.segmentation import relabel_sequential as _relabel
 from skimage.segmentation import watershed
 
+from .._components import label
 from .._distance import distance_nm
 from .._validate import check_number, check_probability, check_voxel_size, is_planar
 
@@ -161,7 +162,7 @@ def watershed_from_boundaries(
     # 3. Seeds: connected maxima of the smoothed distance (a separable box filter).
     size = [1 if (flat and a == 0) else 2 * round(seed_nm / v) + 1 for a, v in enumerate(vox)]
     peaks = (smooth == ndi.maximum_filter(smooth, size=size)) & interior & (dist > 0)
-    seeds, n_seeds = ndi.label(peaks, structure=structure)
+    seeds, n_seeds = label(peaks, structure=structure)
     # A volume (or a section, when planar) without interior gets one seed where the
     # boundary is lowest, so that every voxel in the mask is labelled.
     parts = [(z,) for z in range(boundary.shape[0])] if flat else [()]

@@ -1,0 +1,72 @@
+"""emqc._components: the fast connected-component labelling gives scipy's labels."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from scipy import ndimage as ndi
+
+from emqc._components import _connectivity, label
+
+_IN_PLANE = ndi.generate_binary_structure(3, 1)
+_IN_PLANE[0] = _IN_PLANE[2] = False
+STRUCTURES_3D = {
+    "default": None,
+    "faces": ndi.generate_binary_structure(3, 1),
+    "all 26": np.ones((3, 3, 3), bool),
+    "in-plane": _IN_PLANE,
+    "18 (scipy)": ndi.generate_binary_structure(3, 2),
+}
+STRUCTURES_2D = {
+    "default": None,
+    "all 8": np.ones((3, 3), bool),
+    "diagonal only (scipy)": np.eye(3, dtype=bool),
+}
+
+
+def _dense(shape_strategy):
+    return st.floats(0.1, 0.9).flatmap(
+        lambda p: st.tuples(shape_strategy, st.integers(0, 2**16)).map(
+            lambda a: np.random.default_rng(a[1]).random(a[0]) < p
+        )
+    )
+
+
+@settings(max_examples=60, deadline=None)
+@given(_dense(st.tuples(*[st.integers(0, 9)] * 3)), st.sampled_from(sorted(STRUCTURES_3D)))
+def test_3d_labels_equal_scipys(mask, name):
+    structure = STRUCTURES_3D[name]
+    expected, n_expected = ndi.label(mask, structure=structure)
+    got, n = label(mask, structure=structure)
+    assert got.dtype == np.int32 and n == n_expected
+    np.testing.assert_array_equal(got, expected)
+
+
+@settings(max_examples=30, deadline=None)
+@given(_dense(st.tuples(*[st.integers(1, 12)] * 2)), st.sampled_from(sorted(STRUCTURES_2D)))
+def test_2d_labels_equal_scipys(mask, name):
+    structure = STRUCTURES_2D[name]
+    expected, n_expected = ndi.label(mask, structure=structure)
+    got, n = label(mask, structure=structure)
+    assert got.dtype == np.int32 and n == n_expected
+    np.testing.assert_array_equal(got, expected)
+
+
+@given(arrays(np.int16, (3, 4, 5), elements=st.integers(-3, 3)))
+def test_nonzero_values_are_foreground_whatever_their_value(values):
+    # cc3d would label each value apart; scipy (and this) takes every nonzero voxel.
+    expected, n_expected = ndi.label(values)
+    got, n = label(values)
+    assert n == n_expected
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_the_structures_emqc_uses_go_to_cc3d_and_others_to_scipy():
+    assert _connectivity(3, None) == 6
+    assert _connectivity(3, np.ones((3, 3, 3), bool)) == 26
+    assert _connectivity(3, _IN_PLANE) == "sections"
+    assert _connectivity(2, None) == 4
+    assert _connectivity(3, ndi.generate_binary_structure(3, 2)) is None
+    assert _connectivity(1, None) is None
