@@ -46,13 +46,14 @@ from torch import nn
 
 from ._unet import UNet
 
-__all__ = ["FusedUNet", "fused_or_plain", "max_pool_2"]
+__all__ = ["INPUT_CHANNELS", "FusedUNet", "compose_upsampling", "fused_or_plain", "max_pool_2"]
 
 #: Channels the one-channel input image is widened to (with zeros), by dimensionality.
-#: oneDNN's convolution of a one-channel bfloat16 image is slow on CPU and copies its
-#: output once more: the first 1 -> 12 convolution of a 288³ block took 1.07 s at one
-#: thread (Xeon with AMX), against 0.54 s over 4 channels (0.12 s more to build them);
-#: a 2D section of 1024² took 44 ms, against 5.8 ms over 2 channels.
+#: oneDNN convolves a one-channel bfloat16 image without AMX: a 2D 1 -> 12 convolution
+#: of a 1024² section took 44 ms at one thread (Xeon with AMX), 5.8 ms over 2 channels.
+#: In 3D the gain is small: alone, the first convolution of a 288³ block took 1.07 s,
+#: 0.54 s over 4 channels (plus 0.09 s to build them); in the whole network about 0.05 to
+#: 0.1 of 3.4 s, within run-to-run noise.
 INPUT_CHANNELS = {2: 2, 3: 4}
 
 
