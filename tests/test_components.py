@@ -34,20 +34,19 @@ def _dense(shape_strategy):
     )
 
 
-@settings(max_examples=100, deadline=None)
-@given(_dense(st.tuples(*[st.integers(0, 9)] * 3)), st.sampled_from(sorted(STRUCTURES_3D)))
-def test_3d_labels_equal_scipys(mask, name):
-    structure = STRUCTURES_3D[name]
-    expected, n_expected = ndi.label(mask, structure=structure)
-    got, n = label(mask, structure=structure)
-    assert got.dtype == np.int32 and n == n_expected
-    np.testing.assert_array_equal(got, expected)
+CASES = [(3, name, s) for name, s in STRUCTURES_3D.items()] + [
+    (2, name, s) for name, s in STRUCTURES_2D.items()
+]
 
 
-@settings(max_examples=30, deadline=None)
-@given(_dense(st.tuples(*[st.integers(1, 12)] * 2)), st.sampled_from(sorted(STRUCTURES_2D)))
-def test_2d_labels_equal_scipys(mask, name):
-    structure = STRUCTURES_2D[name]
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(CASES).flatmap(
+        lambda case: st.tuples(st.just(case), _dense(st.tuples(*[st.integers(0, 12)] * case[0])))
+    )
+)
+def test_labels_equal_scipys(case_and_mask):
+    (_, _, structure), mask = case_and_mask
     expected, n_expected = ndi.label(mask, structure=structure)
     got, n = label(mask, structure=structure)
     assert got.dtype == np.int32 and n == n_expected
