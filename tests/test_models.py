@@ -143,7 +143,7 @@ def test_composed_upsampling_equals_the_convolution_of_the_upsampled_map(
         if dims == 3
         else (torch.nn.ConvTranspose2d, torch.nn.Conv2d)
     )
-    up = up_cls(cin, c, 2, stride=2).double()
+    up = up_cls(cin, c, 2, stride=2, bias=conv_bias).double()
     conv = conv_cls(c + c_skip, cout, 3, padding=1, bias=conv_bias).double()
     x = torch.randn(2, cin, *sizes[:dims], dtype=torch.float64)
     skip = torch.zeros(2, c_skip, *(2 * n for n in sizes[:dims]), dtype=torch.float64)

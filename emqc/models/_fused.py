@@ -194,7 +194,8 @@ def compose_upsampling(
             t = tuple(ai - di + 2 for ai, di in zip(a, d, strict=True))
             kernel[(slice(None), slice(None), *t)] += w[(..., *a)] @ v[(..., *d)].T
     # Bias through each tap, (C_out, 3, ...); the taps a face voxel keeps, per axis.
-    through = torch.einsum("oc...,c->o...", v, up.bias.detach().double())
+    up_bias = up.bias.detach().double() if up.bias is not None else v.new_zeros(c)
+    through = torch.einsum("oc...,c->o...", v, up_bias)
     if conv.bias is not None:
         base = conv.bias.detach().double()
     else:
