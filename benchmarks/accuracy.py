@@ -51,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
+from statsmodels.stats.proportion import proportion_confint
 
 from emqc import datasets
 from emqc.evaluation import (
@@ -180,6 +181,14 @@ def eval_medulla(method: Predict, name: str) -> dict:
     return out
 
 
+def _wilson(successes: int, trials: int) -> list[float] | None:
+    """95 % Wilson score interval of a proportion (Wilson 1927; Brown, Cai & DasGupta 2001)."""
+    if trials == 0:
+        return None
+    lo, hi = proportion_confint(successes, trials, alpha=0.05, method="wilson")
+    return [float(lo), float(hi)]
+
+
 def synapse_scores(prob_tr, true_tr, prob_ho, true_ho, vox, *, planar=False) -> dict:
     """Smoothing, threshold and object size of best F1 on train; P/R/F1 with them on held-out."""
     kw = dict(voxel_size_nm=vox, max_distance_nm=SYN_MAX_DISTANCE_NM)
@@ -213,6 +222,9 @@ def synapse_scores(prob_tr, true_tr, prob_ho, true_ho, vox, *, planar=False) -> 
         "train_f1": f1_tr,
         "max_distance_nm": SYN_MAX_DISTANCE_NM,
         **held.to_dict(),
+        # A handful of held-out synapses: how far precision and recall could be off.
+        "precision_ci95": _wilson(held.tp, held.tp + held.fp),
+        "recall_ci95": _wilson(held.tp, held.tp + held.fn),
         "true_objects": held.tp + held.fn,
     }
 
@@ -272,6 +284,8 @@ ROWS = [  # (dataset, section, key, label)
     ("vnc", "synapse", "f1", "synapse F1"),
     ("vnc", "synapse", "precision", "synapse precision"),
     ("vnc", "synapse", "recall", "synapse recall"),
+    ("vnc", "synapse", "precision_ci95", "synapse precision, 95 % CI (Wilson)"),
+    ("vnc", "synapse", "recall_ci95", "synapse recall, 95 % CI (Wilson)"),
     ("vnc", "synapse", "true_objects", "true synapses (3D objects)"),
     ("vnc", "synapse.per_section", "f1", "synapse F1 per section (2D profiles)"),
     ("vnc", "synapse.per_section", "true_objects", "true synapse profiles (2D)"),
@@ -283,6 +297,16 @@ ROWS = [  # (dataset, section, key, label)
     ("isbi", "membrane", "ap", "membrane pixel AP"),
     ("isbi", "membrane", "max_f1 (held-out threshold)", "ISBI max F1 (= 1 - pixel error)"),
 ]
+
+
+def _cell(v) -> str:  # type: ignore[no-untyped-def]
+    if v is None or v == {}:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:.3f}"
+    if isinstance(v, list):
+        return "[" + ", ".join(f"{x:.2f}" for x in v) + "]"
+    return str(v)
 
 
 def table(results: dict) -> str:
@@ -298,7 +322,7 @@ def table(results: dict) -> str:
             for part in section.split("."):
                 v = v.get(part, {})
             v = v.get(key)
-            cells.append("—" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v))
+            cells.append(_cell(v))
         if any(c != "—" for c in cells):
             lines.append(f"| {ds} | {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
