@@ -50,10 +50,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage as ndi
 from statsmodels.stats.proportion import proportion_confint
 
 from emqc import datasets
+from emqc._components import face_neighbours
+from emqc._components import label as label_components
 from emqc.evaluation import (
     boundaries_from_labels,
     boundary_pr_curve,
@@ -192,10 +193,7 @@ def _wilson(successes: int, trials: int) -> list[float] | None:
 def synapse_scores(prob_tr, true_tr, prob_ho, true_ho, vox, *, planar=False) -> dict:
     """Smoothing, threshold and object size of best F1 on train; P/R/F1 with them on held-out."""
     kw = dict(voxel_size_nm=vox, max_distance_nm=SYN_MAX_DISTANCE_NM)
-    structure = ndi.generate_binary_structure(3, 1)
-    if planar:
-        structure[0] = structure[2] = False
-    true_objects = ndi.label(true_tr, structure=structure)[0]
+    true_objects = label_components(true_tr, structure=face_neighbours(planar))[0]
     grid = []
     for sigma in SYN_SMOOTHING_NM:
         smoothed = smooth_probability(prob_tr, sigma_nm=sigma, voxel_size_nm=vox, planar=planar)

@@ -17,10 +17,20 @@ import fastremap
 import numpy as np
 from scipy import ndimage as ndi
 
-__all__ = ["label"]
+__all__ = ["face_neighbours", "label"]
 
-_CROSS_3D = ndi.generate_binary_structure(3, 1)
-_CROSS_IN_PLANE = _CROSS_3D & np.array([0, 1, 0], bool)[:, None, None]
+
+def face_neighbours(planar: bool = False) -> np.ndarray:
+    """scipy structure of the voxels sharing a face (6-connectivity) of a (Z, Y, X) array,
+    or only those within the voxel's own z section (4-connectivity) when ``planar``."""
+    s = ndi.generate_binary_structure(3, 1)
+    if planar:
+        s[0] = s[2] = False
+    return s
+
+
+_CROSS_3D = face_neighbours()
+_CROSS_IN_PLANE = face_neighbours(planar=True)
 _CROSS_2D = ndi.generate_binary_structure(2, 1)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.optimize import linear_sum_assignment
 
-from .._components import label
+from .._components import face_neighbours, label
 from .._validate import check_number
 from ._boundary import _array, _voxel_size
 
@@ -43,13 +43,6 @@ __all__ = [
 
 def _non_negative(name: str, value: Any) -> float:
     return check_number(name, value, lo=0.0)
-
-
-def _structure(planar: bool) -> np.ndarray:
-    s = ndi.generate_binary_structure(3, 1)
-    if planar:
-        s[0] = s[2] = False
-    return s
 
 
 def smooth_probability(
@@ -179,7 +172,7 @@ def detect_objects(
     t = _non_negative("threshold", threshold)
     if t >= 1:
         raise ValueError(f"threshold must be in [0, 1), got {threshold!r}")
-    labels = label(prob > t, structure=_structure(planar))[0]
+    labels = label(prob > t, structure=face_neighbours(planar))[0]
     return drop_small_objects(labels, min_size_nm3=min_size_nm3, voxel_size_nm=voxel_size_nm)
 
 
@@ -356,7 +349,7 @@ def synapse_prf(
         planar=planar,
         smooth_nm=smooth_nm,
     )
-    true_objects = label(true > 0, structure=_structure(planar))[0]
+    true_objects = label(true > 0, structure=face_neighbours(planar))[0]
     return match_objects(
         pred, true_objects, voxel_size_nm=voxel_size_nm, max_distance_nm=max_distance_nm
     )

@@ -15,19 +15,11 @@ from scipy import ndimage as ndi
 from skimage.segmentation import relabel_sequential as _relabel
 from skimage.segmentation import watershed
 
-from .._components import label
+from .._components import face_neighbours, label
 from .._distance import distance_nm
 from .._validate import check_number, check_probability, check_voxel_size, is_planar
 
 __all__ = ["watershed_from_boundaries", "is_planar"]
-
-
-def _structure(planar: bool) -> np.ndarray:
-    """6-connectivity, or 4-connectivity within each section when ``planar``."""
-    s = ndi.generate_binary_structure(3, 1)
-    if planar:
-        s[0] = s[2] = False
-    return s
 
 
 def _distance_nm(inside: np.ndarray, vox: tuple[float, float, float], planar: bool) -> np.ndarray:
@@ -147,7 +139,7 @@ def watershed_from_boundaries(
                 f"mask must be a bool array of shape {boundary.shape}, "
                 f"got {mask.dtype} {mask.shape}"
             )
-    structure = _structure(flat)
+    structure = face_neighbours(flat)
 
     # 1-2. Interior and its distance to the nearest boundary, in nm.
     interior = boundary < threshold
